@@ -1,0 +1,34 @@
+//! The `backout` binary: parses the command line and hands each subcommand to
+//! the crate that owns the work. It holds no logic of its own.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Debug, Parser)]
+#[command(name = "backout", version, about = "Progressive delivery with a back button that works")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Each variant lives in its own module under `cmd/`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print version information.
+    Version,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => cmd::version::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
