@@ -1,0 +1,254 @@
+//! Canary error rate against baseline's, with a tolerance.
+
+use super::{CheckReport, Context, finite};
+use crate::config::CheckKind;
+use crate::evalue::{binomial_log_lr, canary_share, log_bound, poisson_log_lr, ratio_from_share};
+use crate::recent::Recent;
+use crate::verdict::CheckState;
+use crate::window::Window;
+use serde::{Deserialize, Serialize};
+
+/// Pseudo-errors at the tolerance line added to a window before
+/// estimating the bet: with a handful of errors the raw ratio is wild, and a
+/// wild bet on a healthy canary drains the e-process.
+const PRIOR_ERRORS: f64 = 1.0;
+/// A window must show at least this much evidence (ln of its likelihood
+/// ratio at its own estimate) before its estimate is bet on. Healthy noise
+/// rarely clears it, so a long healthy stretch costs almost nothing.
+const GATE: f64 = 2.0;
+/// Largest ratio bet on, as a multiple of the tolerance line.
+const MAX_RATIO: f64 = 200.0;
+/// Estimation windows tried, in seconds, besides the configured one.
+const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
+
+/// Sequential test of the canary error rate `p_c` against `(1 + tolerance)`
+/// times the baseline's `p_b`.
+///
+/// **Statistic.** Within a tick, given the total number of errors `E`, the
+/// canary's count is Binomial(`E`, θ) with `θ = ρ n_c / (ρ n_c + n_b)` and
+/// `ρ = p_c / p_b`, whatever `p_b` is. Under the null `ρ ≤ r = 1 + tolerance`
+/// the likelihood ratio of any `ρ₁ > r` against `r` has expectation ≤ 1
+/// (monotone likelihood ratio), so multiplying those ratios across ticks is
+/// an e-process. Conditioning on the total makes the test indifferent to
+/// anything that scales both groups' errors alike: traffic bursts, shared
+/// dependencies failing, overdispersed error rates.
+///
+/// **Bet.** `ρ₁` is a predictable plug-in: estimated from recent ticks only,
+/// never from the tick being bet on. Several look-back windows are tried
+/// (10, 30, 60 s and the configured `window`); the one whose own likelihood
+/// ratio is largest wins, and only if that ratio clears [`GATE`]. So a
+/// regression that starts late is picked up by a short window within
+/// seconds, unmixed with the healthy past, and a long healthy history does
+/// not drain the e-process, because noise rarely opens the gate.
+///
+/// **Promotion.** A mirror e-process bets on `ρ₁ < r` against `ρ ≥ r`. For
+/// services with almost no errors there is a second route: a Poisson
+/// e-process against `p_c ≥ promote_below` (alternative `promote_below/2`).
+/// The two routes share the promotion budget equally.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRateCheck {
+    tolerance: f64,
+    span: f64,
+    promote_below: f64,
+    log_e: f64,
+    log_e_promote: f64,
+    log_e_floor: f64,
+    failed: bool,
+    recent: Recent<Counts>,
+    total: Counts,
+}
+
+/// What to bet on this tick.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bets {
+    against: Option<f64>,
+    promote: Option<f64>,
+    raw: Option<f64>,
+}
+
+/// Requests and errors of both groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Counts {
+    nc: u64,
+    ec: u64,
+    nb: u64,
+    eb: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.nc = self.nc.saturating_add(o.nc);
+        self.ec = self.ec.saturating_add(o.ec);
+        self.nb = self.nb.saturating_add(o.nb);
+        self.eb = self.eb.saturating_add(o.eb);
+    }
+}
+
+impl ErrorRateCheck {
+    /// A fresh check; `window` is how far back bets are estimated from.
+    pub fn new(tolerance: f64, window: f64, promote_below: f64) -> Self {
+        ErrorRateCheck {
+            tolerance,
+            span: window,
+            promote_below,
+            log_e: 0.0,
+            log_e_promote: 0.0,
+            log_e_floor: 0.0,
+            failed: false,
+            recent: Recent::new(window),
+            total: Counts::default(),
+        }
+    }
+
+    /// The rate ratios to bet on (against, for promotion) from the
+    /// recent window with the most evidence, and the raw estimate over the
+    /// longest window for the report.
+    fn estimate(&self, r: f64) -> Bets {
+        let mut bets = Bets::default();
+        let mut w = Counts::default();
+        let mut windows = SHORT_WINDOWS.iter().copied().filter(|&s| s < self.span).chain([self.span]);
+        let mut edge = windows.next();
+        let newest = self.recent.newest().unwrap_or(0.0);
+        let mut best_up = GATE;
+        let mut best_down = GATE;
+        let mut consider = |w: &Counts, bets: &mut Bets| {
+            let errors = w.ec + w.eb;
+            if errors == 0 || w.nc == 0 || w.nb == 0 {
+                return;
+            }
+            let (nc, nb) = (w.nc as f64, w.nb as f64);
+            let null_share = canary_share(r, nc, nb);
+            let raw_share = w.ec as f64 / errors as f64;
+            let evidence = binomial_log_lr(w.ec, errors, raw_share, null_share);
+            let share = (w.ec as f64 + PRIOR_ERRORS * null_share) / (errors as f64 + PRIOR_ERRORS);
+            let ratio = ratio_from_share(share, nc, nb);
+            if raw_share > null_share && evidence > best_up {
+                best_up = evidence;
+                bets.against = Some(ratio);
+            }
+            if raw_share < null_share && evidence > best_down {
+                best_down = evidence;
+                bets.promote = Some(ratio);
+            }
+        };
+        for (t, c) in self.recent.iter_rev() {
+            while let Some(span) = edge {
+                if newest - t < span {
+                    break;
+                }
+                consider(&w, &mut bets);
+                edge = windows.next();
+            }
+            if edge.is_none() {
+                break;
+            }
+            w.add(c);
+        }
+        if edge.is_some() {
+            consider(&w, &mut bets);
+        }
+        if w.nc > 0 && w.nb > 0 && w.ec + w.eb > 0 {
+            bets.raw = Some(ratio_from_share(
+                w.ec as f64 / (w.ec + w.eb) as f64,
+                w.nc as f64,
+                w.nb as f64,
+            ));
+        }
+        bets
+    }
+
+    pub(super) fn observe(&mut self, name: &str, ctx: &Context, window: &Window) -> CheckReport {
+        let r = 1.0 + self.tolerance;
+        let tick = Counts {
+            nc: window.canary.requests,
+            ec: window.canary.errors_clamped(),
+            nb: window.baseline.requests,
+            eb: window.baseline.errors_clamped(),
+        };
+        let bets = self.estimate(r);
+        let errors = tick.ec + tick.eb;
+        if tick.nc > 0 && tick.nb > 0 && errors > 0 {
+            let (nc, nb) = (tick.nc as f64, tick.nb as f64);
+            let null_share = canary_share(r, nc, nb);
+            if let Some(rho) = bets.against
+                && !ctx.incident
+            {
+                let alt = canary_share(rho.clamp(r, r * MAX_RATIO), nc, nb);
+                self.log_e += binomial_log_lr(tick.ec, errors, alt, null_share);
+            }
+            if let Some(rho) = bets.promote {
+                let alt = canary_share(rho.clamp(r / MAX_RATIO, r), nc, nb);
+                self.log_e_promote += binomial_log_lr(tick.ec, errors, alt, null_share);
+            }
+        }
+        if self.promote_below > 0.0 && tick.nc > 0 {
+            let f = self.promote_below;
+            self.log_e_floor += poisson_log_lr(tick.ec, tick.nc as f64, f / 2.0, f);
+        }
+        self.recent.push(ctx.t, tick);
+        self.total.add(&tick);
+
+        let bound = log_bound(ctx.alpha);
+        let promote_bound = log_bound(ctx.promote_alpha / 2.0);
+        if self.log_e >= bound {
+            self.failed = true;
+        }
+        let promote_e = self.log_e_promote.max(self.log_e_floor);
+        let t = self.total;
+        let rate = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { 0.0 };
+        let (state, reason) = if self.failed {
+            (
+                CheckState::Fail,
+                format!(
+                    "canary error rate is more than {r:.2}× baseline's: e-value e^{:.2} ≥ 1/α = e^{bound:.2} (canary {}/{}, baseline {}/{})",
+                    self.log_e, t.ec, t.nc, t.eb, t.nb
+                ),
+            )
+        } else if t.nc == 0 || t.nb == 0 {
+            (
+                CheckState::Insufficient,
+                format!(
+                    "need requests in both groups (canary {}, baseline {})",
+                    t.nc, t.nb
+                ),
+            )
+        } else if promote_e >= promote_bound {
+            let how = if self.log_e_promote >= promote_bound {
+                format!("at most {r:.2}× baseline's")
+            } else {
+                format!("below {}", self.promote_below)
+            };
+            (
+                CheckState::Pass,
+                format!(
+                    "canary error rate is {how}: promotion e-value e^{promote_e:.2} ≥ e^{promote_bound:.2} (canary {:.4}%, baseline {:.4}%)",
+                    100.0 * rate(t.ec, t.nc),
+                    100.0 * rate(t.eb, t.nb)
+                ),
+            )
+        } else {
+            (
+                CheckState::Continue,
+                format!(
+                    "no conclusion: e-value e^{:.2} < e^{bound:.2}, promotion e^{promote_e:.2} < e^{promote_bound:.2}{} (canary {}/{}, baseline {}/{})",
+                    self.log_e,
+                    if ctx.incident { "; not betting during a baseline incident" } else { "" },
+                    t.ec,
+                    t.nc,
+                    t.eb,
+                    t.nb
+                ),
+            )
+        };
+        let mut report = CheckReport::new(name, CheckKind::ErrorRate, state, reason);
+        report.statistic = finite(self.log_e);
+        report.bound = finite(bound);
+        report.promote_statistic = finite(promote_e);
+        report.promote_bound = finite(promote_bound);
+        report.estimate = bets.raw.and_then(finite);
+        report.threshold = Some(r);
+        report.baseline_samples = t.nb;
+        report.canary_samples = t.nc;
+        report
+    }
+}

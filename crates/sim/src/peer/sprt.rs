@@ -1,0 +1,100 @@
+//! Wald's SPRT told the true rates: the physical limit.
+
+use super::Rule;
+use crate::run::Tolerances;
+use crate::scenario::Scenario;
+use crate::traffic::Truth;
+use backout_judge::Window;
+
+/// Wald's sequential probability ratio test of "the canary sits exactly on
+/// the judge's tolerance line" against "the canary is as bad as it really
+/// is", with both hypotheses fully known (baseline rate, regression size,
+/// latency shape, onset). It starts at the onset and restarts whenever it
+/// accepts the null, so it is the fastest any level-α test could detect
+/// the regression. It exists to show where "faster" would beat physics.
+/// It starts at the onset or at the end of the judge's warm-up, whichever
+/// is later: it sees the data the judge may use, and no more.
+#[derive(Debug)]
+pub struct Sprt {
+    start: f64,
+    upper: f64,
+    lower: f64,
+    llr: f64,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Errors { tolerance: f64 },
+    Latency { null_log: f64, alt_log: f64, sigma: f64 },
+    None,
+}
+
+impl Sprt {
+    /// The oracle for `scenario`, at level `alpha` (β = 5 %).
+    pub fn new(s: &Scenario, tol: Tolerances) -> Self {
+        let (alpha, error_tolerance, latency_tolerance) = (tol.alpha, tol.errors, tol.latency);
+        let beta: f64 = 0.05;
+        let kind = if s.error_ratio > 1.0 + error_tolerance {
+            Kind::Errors {
+                tolerance: error_tolerance,
+            }
+        } else if s.latency_ratio > 1.0 + latency_tolerance {
+            let base = s.latency_median_ms.ln();
+            Kind::Latency {
+                null_log: base + (1.0 + latency_tolerance).ln(),
+                alt_log: base + s.latency_ratio.ln(),
+                sigma: s.latency_sigma,
+            }
+        } else {
+            Kind::None
+        };
+        Sprt {
+            start: tol.warmup,
+            upper: ((1.0 - beta) / alpha).ln(),
+            lower: (beta / (1.0 - alpha)).ln(),
+            llr: 0.0,
+            kind,
+        }
+    }
+}
+
+impl Rule for Sprt {
+    fn name(&self) -> &'static str {
+        "sprt-oracle"
+    }
+
+    fn observe(&mut self, w: &Window, truth: &Truth) -> bool {
+        if !truth.regressed || w.t <= self.start {
+            return false;
+        }
+        match self.kind {
+            Kind::Errors { tolerance } => {
+                let p1 = truth.p_canary;
+                let p0 = ((1.0 + tolerance) * truth.p_baseline).min(1.0);
+                if p1 <= p0 || p0 <= 0.0 {
+                    return false;
+                }
+                let n = w.canary.requests as f64;
+                let k = w.canary.errors.min(w.canary.requests) as f64;
+                self.llr += k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).max(1e-300).ln();
+            }
+            Kind::Latency {
+                null_log,
+                alt_log,
+                sigma,
+            } => {
+                let var = sigma * sigma;
+                for x in w.canary.latencies() {
+                    let l = x.max(1e-9).ln();
+                    self.llr += ((l - null_log).powi(2) - (l - alt_log).powi(2)) / (2.0 * var);
+                }
+            }
+            Kind::None => return false,
+        }
+        if self.llr <= self.lower {
+            self.llr = 0.0;
+        }
+        self.llr >= self.upper
+    }
+}

@@ -1,0 +1,137 @@
+//! Many runs per family, summarised per rule.
+
+use crate::run::{Tolerances, run, run_seed};
+use crate::scenario::Family;
+use backout_judge::Judge;
+use serde::Serialize;
+
+/// One rule's record over a family's runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleSummary {
+    /// Rule name (`backout`, `argo`, ...).
+    pub rule: &'static str,
+    /// Runs.
+    pub runs: usize,
+    /// Share of runs rolled back at any time (healthy families) or before
+    /// the regression started (regression families): false rollbacks.
+    pub false_rollback_rate: f64,
+    /// Regression families: share of runs rolled back after the onset.
+    pub detection_rate: Option<f64>,
+    /// Median seconds from onset to rollback over detected runs.
+    pub median_time_to_detect: Option<f64>,
+    /// Mean excess canary errors served from onset to rollback (or end).
+    pub mean_excess_errors: Option<f64>,
+    /// backout only: median time to first `promote` verdict, over runs that
+    /// reached one (healthy families).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_time_to_promote: Option<f64>,
+    /// backout only: share of runs that reached `promote`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_rate: Option<f64>,
+}
+
+/// All rules over one family.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FamilyReport {
+    /// Family name.
+    pub family: &'static str,
+    /// What it models.
+    pub description: &'static str,
+    /// Healthy or regression family.
+    pub healthy: bool,
+    /// backout first, then the peers, then the oracle.
+    pub rules: Vec<RuleSummary>,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+}
+
+/// Runs `runs` rollouts of each family (seeds derived from `seed`, the
+/// family's index in `all` and the run index) and summarises each rule.
+pub fn simulate(families: &[(usize, Family)], judge: &Judge, tol: Tolerances, runs: usize, seed: u64) -> Vec<FamilyReport> {
+    families
+        .iter()
+        .map(|&(index, family)| {
+            let results: Vec<_> = (0..runs)
+                .map(|r| run(&family, judge, tol, run_seed(seed, index, r)))
+                .collect();
+            let names: Vec<&'static str> = results
+                .first()
+                .map(|r| r.outcomes.iter().map(|(n, _)| *n).collect())
+                .unwrap_or_default();
+            let rules = names
+                .iter()
+                .enumerate()
+                .map(|(i, &rule)| {
+                    let outcomes: Vec<_> = results.iter().map(|r| (r.scenario.onset, r.outcomes[i].1)).collect();
+                    let n = outcomes.len().max(1) as f64;
+                    let false_rollbacks = outcomes
+                        .iter()
+                        .filter(|(onset, o)| {
+                            o.rollback_at.is_some_and(|t| family.healthy || t < *onset)
+                        })
+                        .count();
+                    let detected: Vec<f64> = if family.healthy {
+                        Vec::new()
+                    } else {
+                        outcomes
+                            .iter()
+                            .filter_map(|(onset, o)| o.rollback_at.filter(|t| t >= onset).map(|t| t - onset))
+                            .collect()
+                    };
+                    let is_judge = rule == "backout";
+                    let promotes: Vec<f64> = outcomes.iter().filter_map(|(_, o)| o.promote_at).collect();
+                    RuleSummary {
+                        rule,
+                        runs: outcomes.len(),
+                        false_rollback_rate: false_rollbacks as f64 / n,
+                        detection_rate: (!family.healthy).then(|| detected.len() as f64 / n),
+                        median_time_to_detect: median(detected),
+                        mean_excess_errors: (!family.healthy)
+                            .then(|| outcomes.iter().map(|(_, o)| o.excess_errors).sum::<f64>() / n),
+                        median_time_to_promote: if is_judge { median(promotes.clone()) } else { None },
+                        promote_rate: is_judge.then(|| promotes.len() as f64 / n),
+                    }
+                })
+                .collect();
+            FamilyReport {
+                family: family.name,
+                description: family.description,
+                healthy: family.healthy,
+                rules,
+            }
+        })
+        .collect()
+}
+
+/// Formats reports as a plain-text table, one row per family and rule.
+pub fn table(reports: &[FamilyReport]) -> String {
+    let mut out = format!(
+        "{:<16} {:<12} {:>6} {:>9} {:>8} {:>9} {:>10} {:>9}\n",
+        "family", "rule", "runs", "false-rb", "detect", "ttd-p50", "excess-err", "promote"
+    );
+    let pct = |v: f64| format!("{:.1}%", 100.0 * v);
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_owned(), f);
+    for r in reports {
+        for s in &r.rules {
+            out.push_str(&format!(
+                "{:<16} {:<12} {:>6} {:>9} {:>8} {:>9} {:>10} {:>9}\n",
+                r.family,
+                s.rule,
+                s.runs,
+                pct(s.false_rollback_rate),
+                opt(s.detection_rate, &pct),
+                opt(s.median_time_to_detect, &|v| format!("{v:.0}s")),
+                opt(s.mean_excess_errors, &|v| format!("{v:.1}")),
+                opt(s.median_time_to_promote, &|v| format!("{v:.0}s")),
+            ));
+        }
+    }
+    out
+}

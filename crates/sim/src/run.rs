@@ -1,0 +1,102 @@
+//! One simulated rollout, judged by backout and every peer rule at once.
+
+use crate::peer::{self, Rule};
+use crate::scenario::Scenario;
+use crate::traffic;
+use backout_judge::{Judge, Verdict};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// What one rule did in one run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outcome {
+    /// When it first rolled back, if it did (s).
+    pub rollback_at: Option<f64>,
+    /// When backout's judge first said promote (judge only).
+    pub promote_at: Option<f64>,
+    /// Canary errors above the baseline's rate served from onset until the
+    /// rollback (or the end): what users paid for the wait.
+    pub excess_errors: f64,
+}
+
+/// What happened in one run, per rule (backout first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    /// The scenario drawn for this run.
+    pub scenario: Scenario,
+    /// `(rule name, outcome)`, backout's judge first.
+    pub outcomes: Vec<(&'static str, Outcome)>,
+}
+
+/// Tolerances the oracle SPRT must respect: the judge's own.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerances {
+    /// Rollout-wide α.
+    pub alpha: f64,
+    /// Error-rate tolerance.
+    pub errors: f64,
+    /// Latency tolerance.
+    pub latency: f64,
+    /// The judge's warm-up: the oracle starts no earlier, so it is shown
+    /// the same data the judge may use.
+    pub warmup: f64,
+}
+
+/// Derives a run's seed from the simulation seed, family and run index,
+/// so runs are independent and any one can be reproduced alone.
+pub fn run_seed(seed: u64, family: usize, run: usize) -> u64 {
+    let mut z = seed ^ ((family as u64) << 40) ^ run as u64;
+    // SplitMix64 finaliser: nearby inputs give unrelated seeds.
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Runs one rollout of a family with `seed`: draws the scenario, then
+/// feeds each second's window to a fresh copy of `judge` and to every peer.
+pub fn run(family: &crate::Family, judge: &Judge, tol: Tolerances, seed: u64) -> RunResult {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let scenario = family.sample(&mut rng);
+    let mut judge = judge.clone();
+    let mut peers: Vec<Box<dyn Rule>> = peer::all(&scenario, tol);
+    let mut judge_out = Outcome {
+        rollback_at: None,
+        promote_at: None,
+        excess_errors: 0.0,
+    };
+    let mut peer_out = vec![judge_out; peers.len()];
+    let ticks = scenario.duration as u64;
+    for i in 1..=ticks {
+        let t = i as f64;
+        let (window, truth) = traffic::tick(&scenario, t, &mut rng);
+        let excess = if truth.regressed {
+            window.canary.requests as f64 * (truth.p_canary - truth.p_baseline).max(0.0)
+        } else {
+            0.0
+        };
+        if judge_out.rollback_at.is_none() {
+            let decision = judge.observe(&window);
+            judge_out.excess_errors += excess;
+            match decision.verdict {
+                Verdict::Rollback => judge_out.rollback_at = Some(t),
+                Verdict::Promote if judge_out.promote_at.is_none() => judge_out.promote_at = Some(t),
+                _ => {}
+            }
+        }
+        for (p, out) in peers.iter_mut().zip(peer_out.iter_mut()) {
+            if out.rollback_at.is_none() {
+                out.excess_errors += excess;
+                if p.observe(&window, &truth) {
+                    out.rollback_at = Some(t);
+                }
+            }
+        }
+        if judge_out.rollback_at.is_some() && peer_out.iter().all(|o| o.rollback_at.is_some()) {
+            break;
+        }
+    }
+    let mut outcomes = vec![("backout", judge_out)];
+    outcomes.extend(peers.iter().map(|p| p.name()).zip(peer_out));
+    RunResult { scenario, outcomes }
+}

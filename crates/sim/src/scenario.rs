@@ -1,0 +1,220 @@
+//! Scenario families: what kinds of rollout the simulator draws.
+//!
+//! A family is a *range* of scenarios, not one: each run draws its traffic,
+//! error rate, latency shape and canary weight from the family's ranges, so
+//! a judge tuned to one service shape cannot look good by accident. Regression
+//! families are restricted to traffic where the regression is detectable at
+//! all within the run (Wald's SPRT told the truth detects it), so they
+//! measure the judge rather than physics.
+
+use rand::Rng;
+use serde::Serialize;
+
+/// The parameters of one simulated rollout.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scenario {
+    /// Simulated seconds (one window per second).
+    pub duration: f64,
+    /// Requests per second to the service, both groups together.
+    pub rps: f64,
+    /// Share of requests routed to the canary.
+    pub canary_weight: f64,
+    /// Baseline error probability per request.
+    pub base_error: f64,
+    /// Canary error probability ÷ baseline's, from `onset` on.
+    pub error_ratio: f64,
+    /// Baseline median latency (ms).
+    pub latency_median_ms: f64,
+    /// Log-normal shape of latencies (σ of ln latency).
+    pub latency_sigma: f64,
+    /// Canary latency ÷ baseline's, from `onset` on.
+    pub latency_ratio: f64,
+    /// When the canary's regression starts (s); 0 for "from the start".
+    pub onset: f64,
+    /// Gamma shape of a per-second error-rate multiplier shared by both
+    /// groups (overdispersion); `None` for plain binomial errors.
+    pub burst_shape: Option<f64>,
+    /// A shared incident hitting both groups.
+    pub incident: Option<Incident>,
+    /// A canary cold start that settles.
+    pub cold_start: Option<ColdStart>,
+}
+
+/// Something failing for both versions at once.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Incident {
+    /// Start (s).
+    pub start: f64,
+    /// Length (s).
+    pub duration: f64,
+    /// Added error probability, both groups.
+    pub error_add: f64,
+    /// Latency multiplier, both groups.
+    pub latency_factor: f64,
+}
+
+/// A new version warming caches and JIT: worse at first, settling
+/// exponentially.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ColdStart {
+    /// Error multiplier at t = 0.
+    pub error_factor: f64,
+    /// Latency multiplier at t = 0.
+    pub latency_factor: f64,
+    /// Time constant of the settling (s).
+    pub tau: f64,
+}
+
+/// A named family of scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Family {
+    /// Short name, used by `--family`.
+    pub name: &'static str,
+    /// What it models.
+    pub description: &'static str,
+    /// Healthy families count false rollbacks; the others detections.
+    pub healthy: bool,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+enum Kind {
+    AaHigh,
+    AaMedium,
+    AaVeryLow,
+    Bursty,
+    SharedIncident,
+    ColdStart,
+    Errors(u32),
+    LateOnset,
+    Latency(u32),
+    LowTraffic,
+}
+
+const fn family(name: &'static str, description: &'static str, healthy: bool, kind: Kind) -> Family {
+    Family {
+        name,
+        description,
+        healthy,
+        kind,
+    }
+}
+
+/// Every family, healthy ones first.
+pub fn families() -> Vec<Family> {
+    vec![
+        family("aa-high", "A/A, 300-3000 rps", true, Kind::AaHigh),
+        family("aa-medium", "A/A, 30-300 rps", true, Kind::AaMedium),
+        family("aa-very-low", "A/A, 0.1-2 rps", true, Kind::AaVeryLow),
+        family("bursty", "A/A, overdispersed errors shared by both groups", true, Kind::Bursty),
+        family(
+            "shared-incident",
+            "A/A, a 1-5 min incident (+5-30% errors, 1.5-4x latency) hits both groups",
+            true,
+            Kind::SharedIncident,
+        ),
+        family(
+            "cold-start",
+            "A/A after a canary cold start (2-5x errors, 1.5-3x latency, settling in 3-10 s)",
+            true,
+            Kind::ColdStart,
+        ),
+        family("errors-1.5x", "canary errors 1.5x baseline's", false, Kind::Errors(15)),
+        family("errors-2x", "canary errors 2x baseline's", false, Kind::Errors(20)),
+        family("errors-5x", "canary errors 5x baseline's", false, Kind::Errors(50)),
+        family("errors-50x", "canary errors 50x baseline's", false, Kind::Errors(500)),
+        family(
+            "late-onset",
+            "canary errors 3x baseline's from 10-20 min after a healthy start",
+            false,
+            Kind::LateOnset,
+        ),
+        family("latency-1.3x", "canary latency 1.3x baseline's", false, Kind::Latency(13)),
+        family("latency-2x", "canary latency 2x baseline's", false, Kind::Latency(20)),
+        family("latency-3x", "canary latency 3x baseline's", false, Kind::Latency(30)),
+        family(
+            "low-traffic",
+            "2-10 rps service, canary errors 10x baseline's",
+            false,
+            Kind::LowTraffic,
+        ),
+    ]
+}
+
+/// Log-uniform draw: traffic and error rates span orders of magnitude.
+fn log_uniform<R: Rng>(rng: &mut R, lo: f64, hi: f64) -> f64 {
+    (rng.random_range(lo.ln()..hi.ln())).exp()
+}
+
+impl Family {
+    /// Draws one scenario of this family.
+    pub fn sample<R: Rng>(&self, rng: &mut R) -> Scenario {
+        let mut s = Scenario {
+            duration: 1800.0,
+            rps: log_uniform(rng, 30.0, 3000.0),
+            canary_weight: log_uniform(rng, 0.05, 0.5),
+            base_error: log_uniform(rng, 0.0005, 0.02),
+            error_ratio: 1.0,
+            latency_median_ms: log_uniform(rng, 20.0, 300.0),
+            latency_sigma: rng.random_range(0.3..1.0),
+            latency_ratio: 1.0,
+            onset: 0.0,
+            burst_shape: None,
+            incident: None,
+            cold_start: None,
+        };
+        match self.kind {
+            Kind::AaHigh => s.rps = log_uniform(rng, 300.0, 3000.0),
+            Kind::AaMedium => s.rps = log_uniform(rng, 30.0, 300.0),
+            Kind::AaVeryLow => s.rps = log_uniform(rng, 0.1, 2.0),
+            Kind::Bursty => s.burst_shape = Some(rng.random_range(0.2..1.0)),
+            Kind::SharedIncident => {
+                s.incident = Some(Incident {
+                    start: rng.random_range(120.0..900.0),
+                    duration: rng.random_range(60.0..300.0),
+                    error_add: rng.random_range(0.05..0.3),
+                    latency_factor: rng.random_range(1.5..4.0),
+                });
+            }
+            Kind::ColdStart => {
+                s.cold_start = Some(ColdStart {
+                    error_factor: rng.random_range(2.0..5.0),
+                    latency_factor: rng.random_range(1.5..3.0),
+                    tau: rng.random_range(3.0..10.0),
+                });
+            }
+            Kind::Errors(tenths) => {
+                let ratio = f64::from(tenths) / 10.0;
+                s.error_ratio = ratio;
+                // Enough errors per second that a 30-minute rollout can tell.
+                let (lo, hi) = match tenths {
+                    0..=15 => (0.01, 0.03),
+                    16..=20 => (0.003, 0.02),
+                    21..=50 => (0.001, 0.01),
+                    _ => (0.0002, 0.005),
+                };
+                s.base_error = log_uniform(rng, lo, hi);
+                s.rps = log_uniform(rng, if tenths <= 15 { 500.0 } else { 100.0 }, 3000.0);
+                s.canary_weight = log_uniform(rng, 0.1, 0.5);
+            }
+            Kind::LateOnset => {
+                s.error_ratio = 3.0;
+                s.onset = rng.random_range(600.0..1200.0);
+                s.base_error = log_uniform(rng, 0.002, 0.02);
+                s.rps = log_uniform(rng, 100.0, 3000.0);
+                s.canary_weight = log_uniform(rng, 0.1, 0.5);
+            }
+            Kind::Latency(tenths) => {
+                s.latency_ratio = f64::from(tenths) / 10.0;
+                s.rps = log_uniform(rng, 30.0, 3000.0);
+            }
+            Kind::LowTraffic => {
+                s.rps = log_uniform(rng, 2.0, 10.0);
+                s.canary_weight = log_uniform(rng, 0.2, 0.5);
+                s.base_error = log_uniform(rng, 0.005, 0.02);
+                s.error_ratio = 10.0;
+            }
+        }
+        s
+    }
+}
