@@ -10,7 +10,9 @@ mod seconds;
 
 pub use seconds::Seconds;
 
-use crate::check::{Check, ErrorRateCheck, LatencyCheck, Statistic, ThresholdCheck, ThresholdMetric};
+use crate::check::{
+    Check, ErrorRateCheck, LatencyCheck, Statistic, ThresholdCheck, ThresholdMetric,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -228,7 +230,10 @@ impl Problems<'_> {
 
     fn probability(&mut self, field: impl fmt::Display, v: f64, hint: &str) {
         if !(v > 0.0 && v < 1.0) {
-            self.add(field, format!("must be between 0 and 1, exclusive (got {v}); {hint}"));
+            self.add(
+                field,
+                format!("must be between 0 and 1, exclusive (got {v}); {hint}"),
+            );
         }
     }
 }
@@ -280,12 +285,18 @@ impl AnalysisConfig {
         p.probability("promote_alpha", self.promote_alpha, "5% is written 0.05");
         let inc = &self.incident;
         if !(inc.factor.is_finite() && inc.factor >= 1.0) {
-            p.add("incident.factor", format!("must be ≥ 1 (got {})", inc.factor));
+            p.add(
+                "incident.factor",
+                format!("must be ≥ 1 (got {})", inc.factor),
+            );
         }
         if !(inc.min_increase.is_finite() && (0.0..=1.0).contains(&inc.min_increase)) {
             p.add(
                 "incident.min_increase",
-                format!("must be an error rate between 0 and 1 (got {})", inc.min_increase),
+                format!(
+                    "must be an error rate between 0 and 1 (got {})",
+                    inc.min_increase
+                ),
             );
         }
         if !(inc.latency_factor.is_finite() && inc.latency_factor >= 1.0) {
@@ -347,14 +358,33 @@ fn reject_unused(c: &CheckConfig, at: &str, p: &mut Problems<'_>) {
         if set {
             p.add(
                 format!("{at}.{field}"),
-                format!("is not used by a {} check (only by {who}); remove it", kind_name(kind)),
+                format!(
+                    "is not used by a {} check (only by {who}); remove it",
+                    kind_name(kind)
+                ),
             );
         }
     };
-    unused(!relative && c.tolerance.is_some(), "tolerance", "error_rate and latency checks");
-    unused(kind != CheckKind::Threshold && c.metric.is_some(), "metric", "threshold checks");
-    unused(kind != CheckKind::Threshold && c.max.is_some(), "max", "threshold checks");
-    unused(kind != CheckKind::Threshold && c.min.is_some(), "min", "threshold checks");
+    unused(
+        !relative && c.tolerance.is_some(),
+        "tolerance",
+        "error_rate and latency checks",
+    );
+    unused(
+        kind != CheckKind::Threshold && c.metric.is_some(),
+        "metric",
+        "threshold checks",
+    );
+    unused(
+        kind != CheckKind::Threshold && c.max.is_some(),
+        "max",
+        "threshold checks",
+    );
+    unused(
+        kind != CheckKind::Threshold && c.min.is_some(),
+        "min",
+        "threshold checks",
+    );
     unused(
         kind != CheckKind::Threshold && c.min_requests.is_some(),
         "min_requests",
@@ -406,7 +436,10 @@ fn build_check(c: &CheckConfig, at: &str, p: &mut Problems<'_>) -> Option<Check>
     if let Some(name) = &c.name
         && name.trim().is_empty()
     {
-        p.add(format!("{at}.name"), "must not be empty; remove it for a default name");
+        p.add(
+            format!("{at}.name"),
+            "must not be empty; remove it for a default name",
+        );
     }
     let window = c.window.map(Seconds::get);
     if let Some(w) = window
@@ -425,7 +458,11 @@ fn build_check(c: &CheckConfig, at: &str, p: &mut Problems<'_>) -> Option<Check>
             }
             Check::new(
                 c.name.clone().unwrap_or_else(|| "error_rate".into()),
-                Statistic::ErrorRate(ErrorRateCheck::new(tolerance, window.unwrap_or(120.0), floor)),
+                Statistic::ErrorRate(ErrorRateCheck::new(
+                    tolerance,
+                    window.unwrap_or(120.0),
+                    floor,
+                )),
             )
         }
         CheckKind::Latency => Check::new(
@@ -463,7 +500,10 @@ fn build_check(c: &CheckConfig, at: &str, p: &mut Problems<'_>) -> Option<Check>
                 if let Some(v) = v
                     && !v.is_finite()
                 {
-                    p.add(format!("{at}.{field}"), format!("must be a finite number (got {v})"));
+                    p.add(
+                        format!("{at}.{field}"),
+                        format!("must be a finite number (got {v})"),
+                    );
                 }
             }
             let default_name = match (c.max, c.min) {
@@ -508,7 +548,10 @@ mod tests {
             (Err(errors), Err(wanted)) => {
                 assert_eq!(errors.0.len(), wanted.len(), "{json}: {errors}");
                 for (e, w) in errors.0.iter().zip(wanted) {
-                    assert!(e.to_string().starts_with(w), "{json}: `{e}` does not start with `{w}`");
+                    assert!(
+                        e.to_string().starts_with(w),
+                        "{json}: `{e}` does not start with `{w}`"
+                    );
                 }
             }
             (got, want) => panic!("{json}: got {got:?}, want {want:?}"),
@@ -529,11 +572,26 @@ mod tests {
     fn validates_field_paths() {
         check("{}", Ok(DEFAULT_NAMES));
         check(r#"{"alpha": 0.05}"#, Ok(DEFAULT_NAMES));
-        check(r#"{"alpha": 0}"#, Err(&["analysis.alpha: must be between 0 and 1"]));
-        check(r#"{"alpha": 1.5}"#, Err(&["analysis.alpha: must be between 0 and 1"]));
-        check(r#"{"promote_alpha": -1}"#, Err(&["analysis.promote_alpha: must be between"]));
-        check(r#"{"checks": []}"#, Err(&["analysis.checks: an empty list"]));
-        check(r#"{"checks": [{"kind": "error_rate"}]}"#, Ok(&["error_rate"]));
+        check(
+            r#"{"alpha": 0}"#,
+            Err(&["analysis.alpha: must be between 0 and 1"]),
+        );
+        check(
+            r#"{"alpha": 1.5}"#,
+            Err(&["analysis.alpha: must be between 0 and 1"]),
+        );
+        check(
+            r#"{"promote_alpha": -1}"#,
+            Err(&["analysis.promote_alpha: must be between"]),
+        );
+        check(
+            r#"{"checks": []}"#,
+            Err(&["analysis.checks: an empty list"]),
+        );
+        check(
+            r#"{"checks": [{"kind": "error_rate"}]}"#,
+            Ok(&["error_rate"]),
+        );
         check(
             r#"{"checks": [{"kind": "error_rate"}, {"kind": "latency", "tolerance": -1}]}"#,
             Err(&["analysis.checks[1].tolerance: must be between 0 and 10"]),

@@ -81,11 +81,15 @@ pub fn log_bet(lambda: f64, x: f64, m: f64) -> f64 {
 /// order, clamped to `[0, max]`. A negative edge means "do not bet".
 pub fn grapa_lambda(mean: f64, variance: f64, m: f64, max: f64) -> f64 {
     let edge = mean - m;
-    if !(edge > 0.0) {
+    if edge.is_nan() || edge <= 0.0 {
         return 0.0;
     }
     let lambda = edge / (variance.max(0.0) + edge * edge);
-    if lambda.is_finite() { lambda.clamp(0.0, max) } else { max }
+    if lambda.is_finite() {
+        lambda.clamp(0.0, max)
+    } else {
+        max
+    }
 }
 
 /// The exceedance score of one canary latency against a group of baseline

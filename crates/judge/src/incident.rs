@@ -125,7 +125,11 @@ mod tests {
                 d.update(t, &w);
             }
         }
-        assert_eq!(d.active(), expected, "{healthy} healthy, {bad} at {rate}/{latency} ms");
+        assert_eq!(
+            d.active(),
+            expected,
+            "{healthy} healthy, {bad} at {rate}/{latency} ms"
+        );
     }
 
     #[test]

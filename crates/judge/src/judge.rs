@@ -63,7 +63,11 @@ impl Judge {
     /// the previous time, and a non-finite stamp likewise.
     pub fn observe(&mut self, window: &Window) -> Decision {
         let last = self.last_t.unwrap_or(0.0);
-        let t = if window.t.is_finite() { window.t.max(last) } else { last };
+        let t = if window.t.is_finite() {
+            window.t.max(last)
+        } else {
+            last
+        };
         self.last_t = Some(t);
         // The incident flag comes from earlier ticks only: bets may depend
         // on the past, never on the data they are betting on.

@@ -25,7 +25,9 @@ pub mod verdict;
 pub mod window;
 
 pub use check::CheckReport;
-pub use config::{AnalysisConfig, CheckConfig, CheckKind, ConfigError, ConfigErrors, Seconds, Severity};
+pub use config::{
+    AnalysisConfig, CheckConfig, CheckKind, ConfigError, ConfigErrors, Seconds, Severity,
+};
 pub use judge::Judge;
 pub use verdict::{CheckState, Decision, Verdict};
 pub use window::{GroupWindow, Window};

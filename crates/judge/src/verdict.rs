@@ -73,7 +73,8 @@ pub fn decide(t: f64, promote_after: f64, checks: &[CheckReport]) -> (Verdict, S
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let failing_critical = names(&|c| c.state == CheckState::Fail && c.severity == Severity::Critical);
+    let failing_critical =
+        names(&|c| c.state == CheckState::Fail && c.severity == Severity::Critical);
     if !failing_critical.is_empty() {
         return (
             Verdict::Rollback,
@@ -85,14 +86,21 @@ pub fn decide(t: f64, promote_after: f64, checks: &[CheckReport]) -> (Verdict, S
     if !excused.is_empty() || !warned.is_empty() {
         let mut parts = Vec::new();
         if !excused.is_empty() {
-            parts.push(format!("baseline is failing too (shared incident): {excused}"));
+            parts.push(format!(
+                "baseline is failing too (shared incident): {excused}"
+            ));
         }
         if !warned.is_empty() {
             parts.push(format!("warning check failed: {warned}"));
         }
         return (Verdict::Pause, parts.join("; "));
     }
-    let quiet = |s: CheckState| matches!(s, CheckState::Warmup | CheckState::NoData | CheckState::Insufficient);
+    let quiet = |s: CheckState| {
+        matches!(
+            s,
+            CheckState::Warmup | CheckState::NoData | CheckState::Insufficient
+        )
+    };
     if checks.iter().all(|c| quiet(c.state)) {
         let waiting = names(&|c| c.state != CheckState::NoData);
         return (

@@ -17,7 +17,8 @@ pub struct RuleSummary {
     pub false_rollback_rate: f64,
     /// Regression families: share of runs rolled back after the onset.
     pub detection_rate: Option<f64>,
-    /// Median seconds from onset to rollback over detected runs.
+    /// Median seconds from onset to rollback over *all* runs, a missed
+    /// regression counting as never: `None` when fewer than half detect.
     pub median_time_to_detect: Option<f64>,
     /// Mean excess canary errors served from onset to rollback (or end).
     pub mean_excess_errors: Option<f64>,
@@ -49,12 +50,23 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+    let mid = if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    };
+    mid.is_finite().then_some(mid)
 }
 
 /// Runs `runs` rollouts of each family (seeds derived from `seed`, the
 /// family's index in `all` and the run index) and summarises each rule.
-pub fn simulate(families: &[(usize, Family)], judge: &Judge, tol: Tolerances, runs: usize, seed: u64) -> Vec<FamilyReport> {
+pub fn simulate(
+    families: &[(usize, Family)],
+    judge: &Judge,
+    tol: Tolerances,
+    runs: usize,
+    seed: u64,
+) -> Vec<FamilyReport> {
     families
         .iter()
         .map(|&(index, family)| {
@@ -69,7 +81,10 @@ pub fn simulate(families: &[(usize, Family)], judge: &Judge, tol: Tolerances, ru
                 .iter()
                 .enumerate()
                 .map(|(i, &rule)| {
-                    let outcomes: Vec<_> = results.iter().map(|r| (r.scenario.onset, r.outcomes[i].1)).collect();
+                    let outcomes: Vec<_> = results
+                        .iter()
+                        .map(|r| (r.scenario.onset, r.outcomes[i].1))
+                        .collect();
                     let n = outcomes.len().max(1) as f64;
                     let false_rollbacks = outcomes
                         .iter()
@@ -77,25 +92,36 @@ pub fn simulate(families: &[(usize, Family)], judge: &Judge, tol: Tolerances, ru
                             o.rollback_at.is_some_and(|t| family.healthy || t < *onset)
                         })
                         .count();
-                    let detected: Vec<f64> = if family.healthy {
+                    let delays: Vec<f64> = if family.healthy {
                         Vec::new()
                     } else {
                         outcomes
                             .iter()
-                            .filter_map(|(onset, o)| o.rollback_at.filter(|t| t >= onset).map(|t| t - onset))
+                            .map(|(onset, o)| {
+                                o.rollback_at
+                                    .filter(|t| t >= onset)
+                                    .map_or(f64::INFINITY, |t| t - onset)
+                            })
                             .collect()
                     };
+                    let detected = delays.iter().filter(|d| d.is_finite()).count();
                     let is_judge = rule == "backout";
-                    let promotes: Vec<f64> = outcomes.iter().filter_map(|(_, o)| o.promote_at).collect();
+                    let promotes: Vec<f64> =
+                        outcomes.iter().filter_map(|(_, o)| o.promote_at).collect();
                     RuleSummary {
                         rule,
                         runs: outcomes.len(),
                         false_rollback_rate: false_rollbacks as f64 / n,
-                        detection_rate: (!family.healthy).then(|| detected.len() as f64 / n),
-                        median_time_to_detect: median(detected),
-                        mean_excess_errors: (!family.healthy)
-                            .then(|| outcomes.iter().map(|(_, o)| o.excess_errors).sum::<f64>() / n),
-                        median_time_to_promote: if is_judge { median(promotes.clone()) } else { None },
+                        detection_rate: (!family.healthy).then(|| detected as f64 / n),
+                        median_time_to_detect: median(delays),
+                        mean_excess_errors: (!family.healthy).then(|| {
+                            outcomes.iter().map(|(_, o)| o.excess_errors).sum::<f64>() / n
+                        }),
+                        median_time_to_promote: if is_judge {
+                            median(promotes.clone())
+                        } else {
+                            None
+                        },
                         promote_rate: is_judge.then(|| promotes.len() as f64 / n),
                     }
                 })
@@ -132,6 +158,100 @@ pub fn table(reports: &[FamilyReport]) -> String {
                 opt(s.median_time_to_promote, &|v| format!("{v:.0}s")),
             ));
         }
+    }
+    out
+}
+
+/// How backout fares against the goals in one family.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Goal {
+    /// Family name.
+    pub family: &'static str,
+    /// What is required, in words.
+    pub goal: String,
+    /// What backout achieved, in words.
+    pub achieved: String,
+    /// Whether the goal is met.
+    pub met: bool,
+}
+
+/// Checks each family against the goals: healthy families at most 1 %
+/// false rollbacks; regression families at least 95 % detection and a
+/// median time to detect within the larger of a third of the best peer's
+/// and 1.5× the oracle SPRT's.
+pub fn goals(reports: &[FamilyReport]) -> Vec<Goal> {
+    let mut out = Vec::new();
+    for r in reports {
+        let Some(ours) = r.rules.iter().find(|s| s.rule == "backout") else {
+            continue;
+        };
+        if r.healthy {
+            out.push(Goal {
+                family: r.family,
+                goal: "false rollbacks ≤ 1%".into(),
+                achieved: format!("{:.1}%", 100.0 * ours.false_rollback_rate),
+                met: ours.false_rollback_rate <= 0.01,
+            });
+            continue;
+        }
+        let detection = ours.detection_rate.unwrap_or(0.0);
+        out.push(Goal {
+            family: r.family,
+            goal: "detection ≥ 95%".into(),
+            achieved: format!("{:.1}%", 100.0 * detection),
+            met: detection >= 0.95,
+        });
+        let best_peer = r
+            .rules
+            .iter()
+            .filter(|s| s.rule != "backout" && s.rule != "sprt-oracle")
+            .filter_map(|s| s.median_time_to_detect.map(|t| (t, s.rule)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let oracle = r
+            .rules
+            .iter()
+            .find(|s| s.rule == "sprt-oracle")
+            .and_then(|s| s.median_time_to_detect);
+        let target = match (best_peer, oracle) {
+            (Some((p, _)), Some(o)) => Some((p / 3.0).max(1.5 * o)),
+            (Some((p, _)), None) => Some(p / 3.0),
+            (None, Some(o)) => Some(1.5 * o),
+            (None, None) => None,
+        };
+        let peer_text = best_peer
+            .map_or("no peer detects in half the runs".to_owned(), |(p, n)| {
+                format!("best peer {n} {p:.0}s")
+            });
+        let oracle_text = oracle.map_or("oracle n/a".to_owned(), |o| format!("oracle {o:.0}s"));
+        let ttd = ours.median_time_to_detect;
+        out.push(Goal {
+            family: r.family,
+            goal: format!(
+                "median time to detect ≤ {} ({peer_text}; {oracle_text})",
+                target.map_or("-".to_owned(), |t| format!("{t:.0}s"))
+            ),
+            achieved: ttd.map_or("never (median)".to_owned(), |t| format!("{t:.0}s")),
+            met: match (ttd, target) {
+                (Some(t), Some(target)) => t <= target,
+                (Some(_), None) => true,
+                _ => false,
+            },
+        });
+    }
+    out
+}
+
+/// Formats goals as a plain-text list.
+pub fn goals_table(goals: &[Goal]) -> String {
+    let mut out = String::new();
+    for g in goals {
+        out.push_str(&format!(
+            "{:<4} {:<16} {} — got {}\n",
+            if g.met { "ok" } else { "MISS" },
+            g.family,
+            g.goal,
+            g.achieved
+        ));
     }
     out
 }

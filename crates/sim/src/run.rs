@@ -3,7 +3,7 @@
 use crate::peer::{self, Rule};
 use crate::scenario::Scenario;
 use crate::traffic;
-use backout_judge::{Judge, Verdict};
+use backout_judge::{AnalysisConfig, CheckKind, Judge, Verdict};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -40,6 +40,31 @@ pub struct Tolerances {
     /// The judge's warm-up: the oracle starts no earlier, so it is shown
     /// the same data the judge may use.
     pub warmup: f64,
+}
+
+impl Tolerances {
+    /// The tolerances an analysis config gives its relative checks (the
+    /// first error-rate and latency checks; defaults where absent).
+    pub fn from_config(config: &AnalysisConfig) -> Self {
+        let checks = config
+            .checks
+            .clone()
+            .unwrap_or_else(AnalysisConfig::default_checks);
+        let find = |kind: CheckKind| checks.iter().find(|c| c.kind == kind);
+        let errors = find(CheckKind::ErrorRate);
+        let latency = find(CheckKind::Latency);
+        let warmup = [errors, latency]
+            .into_iter()
+            .flatten()
+            .map(|c| c.warmup.map_or(30.0, |w| w.get()))
+            .fold(0.0, f64::max);
+        Tolerances {
+            alpha: config.alpha,
+            errors: errors.and_then(|c| c.tolerance).unwrap_or(0.2),
+            latency: latency.and_then(|c| c.tolerance).unwrap_or(0.1),
+            warmup,
+        }
+    }
 }
 
 /// Derives a run's seed from the simulation seed, family and run index,
@@ -80,7 +105,9 @@ pub fn run(family: &crate::Family, judge: &Judge, tol: Tolerances, seed: u64) ->
             judge_out.excess_errors += excess;
             match decision.verdict {
                 Verdict::Rollback => judge_out.rollback_at = Some(t),
-                Verdict::Promote if judge_out.promote_at.is_none() => judge_out.promote_at = Some(t),
+                Verdict::Promote if judge_out.promote_at.is_none() => {
+                    judge_out.promote_at = Some(t)
+                }
                 _ => {}
             }
         }

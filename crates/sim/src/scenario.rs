@@ -91,7 +91,12 @@ enum Kind {
     LowTraffic,
 }
 
-const fn family(name: &'static str, description: &'static str, healthy: bool, kind: Kind) -> Family {
+const fn family(
+    name: &'static str,
+    description: &'static str,
+    healthy: bool,
+    kind: Kind,
+) -> Family {
     Family {
         name,
         description,
@@ -106,7 +111,12 @@ pub fn families() -> Vec<Family> {
         family("aa-high", "A/A, 300-3000 rps", true, Kind::AaHigh),
         family("aa-medium", "A/A, 30-300 rps", true, Kind::AaMedium),
         family("aa-very-low", "A/A, 0.1-2 rps", true, Kind::AaVeryLow),
-        family("bursty", "A/A, overdispersed errors shared by both groups", true, Kind::Bursty),
+        family(
+            "bursty",
+            "A/A, overdispersed errors shared by both groups",
+            true,
+            Kind::Bursty,
+        ),
         family(
             "shared-incident",
             "A/A, a 1-5 min incident (+5-30% errors, 1.5-4x latency) hits both groups",
@@ -119,19 +129,54 @@ pub fn families() -> Vec<Family> {
             true,
             Kind::ColdStart,
         ),
-        family("errors-1.5x", "canary errors 1.5x baseline's", false, Kind::Errors(15)),
-        family("errors-2x", "canary errors 2x baseline's", false, Kind::Errors(20)),
-        family("errors-5x", "canary errors 5x baseline's", false, Kind::Errors(50)),
-        family("errors-50x", "canary errors 50x baseline's", false, Kind::Errors(500)),
+        family(
+            "errors-1.5x",
+            "canary errors 1.5x baseline's",
+            false,
+            Kind::Errors(15),
+        ),
+        family(
+            "errors-2x",
+            "canary errors 2x baseline's",
+            false,
+            Kind::Errors(20),
+        ),
+        family(
+            "errors-5x",
+            "canary errors 5x baseline's",
+            false,
+            Kind::Errors(50),
+        ),
+        family(
+            "errors-50x",
+            "canary errors 50x baseline's",
+            false,
+            Kind::Errors(500),
+        ),
         family(
             "late-onset",
             "canary errors 3x baseline's from 10-20 min after a healthy start",
             false,
             Kind::LateOnset,
         ),
-        family("latency-1.3x", "canary latency 1.3x baseline's", false, Kind::Latency(13)),
-        family("latency-2x", "canary latency 2x baseline's", false, Kind::Latency(20)),
-        family("latency-3x", "canary latency 3x baseline's", false, Kind::Latency(30)),
+        family(
+            "latency-1.3x",
+            "canary latency 1.3x baseline's",
+            false,
+            Kind::Latency(13),
+        ),
+        family(
+            "latency-2x",
+            "canary latency 2x baseline's",
+            false,
+            Kind::Latency(20),
+        ),
+        family(
+            "latency-3x",
+            "canary latency 3x baseline's",
+            false,
+            Kind::Latency(30),
+        ),
         family(
             "low-traffic",
             "2-10 rps service, canary errors 10x baseline's",

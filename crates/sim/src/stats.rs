@@ -45,7 +45,11 @@ pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     if x.is_empty() || y.is_empty() {
         return None;
     }
-    let mut all: Vec<(f64, bool)> = x.iter().map(|&v| (v, true)).chain(y.iter().map(|&v| (v, false))).collect();
+    let mut all: Vec<(f64, bool)> = x
+        .iter()
+        .map(|&v| (v, true))
+        .chain(y.iter().map(|&v| (v, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut rank_sum_x = 0.0;
     let mut tie_term = 0.0;

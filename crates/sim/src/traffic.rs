@@ -58,7 +58,9 @@ pub fn truth(s: &Scenario, t: f64, burst: f64) -> (Truth, f64, f64) {
 
 fn group<R: Rng>(rng: &mut R, rate: f64, p: f64, median: f64, sigma: f64) -> GroupWindow {
     let requests = if rate > 0.0 {
-        Poisson::new(rate).map(|d| d.sample(rng) as u64).unwrap_or(0)
+        Poisson::new(rate)
+            .map(|d| d.sample(rng) as u64)
+            .unwrap_or(0)
     } else {
         0
     };
@@ -67,7 +69,9 @@ fn group<R: Rng>(rng: &mut R, rate: f64, p: f64, median: f64, sigma: f64) -> Gro
         .unwrap_or(0);
     let n = requests.min(SAMPLE_CAP);
     let latency_ms = match LogNormal::new(median.max(1e-6).ln(), sigma) {
-        Ok(d) => (0..n).map(|_| (d.sample(rng) * 1000.0).round() / 1000.0).collect(),
+        Ok(d) => (0..n)
+            .map(|_| (d.sample(rng) * 1000.0).round() / 1000.0)
+            .collect(),
         Err(_) => Vec::new(),
     };
     GroupWindow {

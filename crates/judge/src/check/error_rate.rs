@@ -106,7 +106,11 @@ impl ErrorRateCheck {
     fn estimate(&self, r: f64) -> Bets {
         let mut bets = Bets::default();
         let mut w = Counts::default();
-        let mut windows = SHORT_WINDOWS.iter().copied().filter(|&s| s < self.span).chain([self.span]);
+        let mut windows = SHORT_WINDOWS
+            .iter()
+            .copied()
+            .filter(|&s| s < self.span)
+            .chain([self.span]);
         let mut edge = windows.next();
         let newest = self.recent.newest().unwrap_or(0.0);
         let mut best_up = GATE;
@@ -232,7 +236,11 @@ impl ErrorRateCheck {
                 format!(
                     "no conclusion: e-value e^{:.2} < e^{bound:.2}, promotion e^{promote_e:.2} < e^{promote_bound:.2}{} (canary {}/{}, baseline {}/{})",
                     self.log_e,
-                    if ctx.incident { "; not betting during a baseline incident" } else { "" },
+                    if ctx.incident {
+                        "; not betting during a baseline incident"
+                    } else {
+                        ""
+                    },
                     t.ec,
                     t.nc,
                     t.eb,

@@ -156,7 +156,11 @@ impl LatencyCheck {
         let mut against: (f64, f64) = (GATE, 0.0);
         let mut promote: (f64, f64) = (GATE, 0.0);
         let mut w = Scores::default();
-        let mut windows = SHORT_WINDOWS.iter().copied().filter(|&s| s < self.span).chain([self.span]);
+        let mut windows = SHORT_WINDOWS
+            .iter()
+            .copied()
+            .filter(|&s| s < self.span)
+            .chain([self.span]);
         let mut edge = windows.next();
         let newest = self.recent.newest().unwrap_or(0.0);
         let mut consider = |w: &Scores| {
@@ -172,7 +176,10 @@ impl LatencyCheck {
                 against = (evidence, grapa_lambda(mean, variance, 0.5, MAX_LAMBDA));
             }
             if raw < 0.5 && evidence > promote.0 {
-                promote = (evidence, grapa_lambda(1.0 - mean, variance, 0.5, MAX_LAMBDA));
+                promote = (
+                    evidence,
+                    grapa_lambda(1.0 - mean, variance, 0.5, MAX_LAMBDA),
+                );
             }
         };
         for (t, s) in self.recent.iter_rev() {
@@ -230,7 +237,10 @@ impl LatencyCheck {
                 ),
             )
         } else if self.canary_samples == 0 && self.baseline_samples == 0 {
-            (CheckState::NoData, "no latency samples from either group".to_owned())
+            (
+                CheckState::NoData,
+                "no latency samples from either group".to_owned(),
+            )
         } else if self.total.n == 0 {
             (
                 CheckState::Insufficient,
@@ -254,7 +264,11 @@ impl LatencyCheck {
                     "no conclusion: e-value e^{:.2} < e^{bound:.2}, promotion e^{:.2} < e^{promote_bound:.2}; recent P(canary > {factor:.2}×baseline) = {p_text}{}",
                     self.log_e,
                     self.log_e_promote,
-                    if ctx.incident { "; not betting during a baseline incident" } else { "" }
+                    if ctx.incident {
+                        "; not betting during a baseline incident"
+                    } else {
+                        ""
+                    }
                 ),
             )
         };
@@ -292,6 +306,9 @@ mod tests {
         // More canary than baseline: each baseline value meets a canary group.
         check(&[50.0, 50.0, 50.0, 50.0], &[10.0, 100.0], 1.0, &[0.0, 1.0]);
         // Five canary values, two baseline groups of two; one baseline spare.
-        assert_eq!(tick_scores(3.0, &[1.0, 2.0], &[1.0, 1.0, 1.0, 1.0, 1.0], 1.0).len(), 2);
+        assert_eq!(
+            tick_scores(3.0, &[1.0, 2.0], &[1.0, 1.0, 1.0, 1.0, 1.0], 1.0).len(),
+            2
+        );
     }
 }

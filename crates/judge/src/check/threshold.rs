@@ -167,7 +167,9 @@ impl ThresholdCheck {
             incident: ctx.incident,
         };
         self.canary_requests = self.canary_requests.saturating_add(pair.canary.requests);
-        self.baseline_requests = self.baseline_requests.saturating_add(pair.baseline.requests);
+        self.baseline_requests = self
+            .baseline_requests
+            .saturating_add(pair.baseline.requests);
         self.recent.push(ctx.t, pair);
         let limit = self.max.or(self.min).unwrap_or(0.0);
         let side = if self.max.is_some() { "above" } else { "below" };
@@ -176,7 +178,12 @@ impl ThresholdCheck {
             Value::Some(v) => Some(v),
             _ => None,
         };
-        let mut report = CheckReport::new(name, CheckKind::Threshold, CheckState::Continue, String::new());
+        let mut report = CheckReport::new(
+            name,
+            CheckKind::Threshold,
+            CheckState::Continue,
+            String::new(),
+        );
         report.bound = finite(limit);
         report.threshold = finite(limit);
         report.estimate = baseline.and_then(finite);
@@ -185,7 +192,11 @@ impl ThresholdCheck {
         let v = match canary {
             Value::Missing => {
                 self.violated_since = None;
-                report.state = if self.seen { CheckState::Insufficient } else { CheckState::NoData };
+                report.state = if self.seen {
+                    CheckState::Insufficient
+                } else {
+                    CheckState::NoData
+                };
                 report.reason = "no value for this metric from the canary".to_owned();
                 return report;
             }

@@ -36,7 +36,9 @@ impl serde::de::Visitor<'_> for SecondsVisitor {
     type Value = Seconds;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(r#"a duration: seconds as a number (30) or a string such as "30s", "2m", "1m 30s""#)
+        f.write_str(
+            r#"a duration: seconds as a number (30) or a string such as "30s", "2m", "1m 30s""#,
+        )
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
@@ -45,7 +47,9 @@ impl serde::de::Visitor<'_> for SecondsVisitor {
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
         if v < 0 {
-            return Err(E::custom(format!("a duration cannot be negative (got {v})")));
+            return Err(E::custom(format!(
+                "a duration cannot be negative (got {v})"
+            )));
         }
         Ok(Seconds(v as f64))
     }

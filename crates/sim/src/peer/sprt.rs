@@ -25,8 +25,14 @@ pub struct Sprt {
 
 #[derive(Debug)]
 enum Kind {
-    Errors { tolerance: f64 },
-    Latency { null_log: f64, alt_log: f64, sigma: f64 },
+    Errors {
+        tolerance: f64,
+    },
+    Latency {
+        null_log: f64,
+        alt_log: f64,
+        sigma: f64,
+    },
     None,
 }
 
@@ -77,7 +83,8 @@ impl Rule for Sprt {
                 }
                 let n = w.canary.requests as f64;
                 let k = w.canary.errors.min(w.canary.requests) as f64;
-                self.llr += k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).max(1e-300).ln();
+                self.llr +=
+                    k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).max(1e-300).ln();
             }
             Kind::Latency {
                 null_log,
