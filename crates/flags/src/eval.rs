@@ -83,11 +83,20 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'_, 'a>) -> R
         }
         Node::Iter(kind, args) => eval_iter(*kind, args, env, scope),
         Node::Reduce(args, init) => eval_reduce(args, init, env, scope),
+        Node::Op(op, nodes) if nodes.len() <= 3 => {
+            // Most operators take one to three arguments: evaluate them into
+            // a fixed array on the stack, the hot path for comparisons.
+            let mut args = [Val::Null, Val::Null, Val::Null];
+            for (slot, node) in args.iter_mut().zip(nodes.iter()) {
+                *slot = eval(node, env, scope)?;
+            }
+            apply(*op, &args[..nodes.len()], env, scope)
+        }
         Node::Op(op, nodes) => {
-            let args = nodes
-                .iter()
-                .map(|n| eval(n, env, scope))
-                .collect::<Result<Args<'a>, _>>()?;
+            let mut args = Args::with_capacity(nodes.len());
+            for node in nodes.iter() {
+                args.push(eval(node, env, scope)?);
+            }
             apply(*op, &args, env, scope)
         }
         Node::Fractional(f) => eval_fractional(f, env, scope),
