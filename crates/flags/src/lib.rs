@@ -28,6 +28,8 @@
 
 mod cbor;
 mod context;
+pub mod dsl;
+pub mod edit;
 mod eval;
 mod flag;
 mod fractional;
@@ -36,6 +38,7 @@ mod pynum;
 mod resolve;
 mod rule;
 mod sem_ver;
+pub mod stale;
 mod value;
 
 pub use context::{Context, ContextError};
