@@ -59,11 +59,11 @@ pub enum RuleError {
     Source,
     #[error("a rule needs exactly one of `equals`, `prefix` or `regex` to say how to compare")]
     Matcher,
-    #[error("field `{field}`: must not be empty")]
+    #[error("`{field}` must not be empty")]
     Empty { field: &'static str },
-    #[error("field `header`: {0:?} is not a valid HTTP header name")]
+    #[error("{0:?} is not a valid HTTP header name")]
     HeaderName(String),
-    #[error("field `regex`: {0}")]
+    #[error("invalid regex: {0}")]
     Regex(String),
 }
 
@@ -111,7 +111,15 @@ impl MatchRule {
                 regex::RegexBuilder::new(r)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| RuleError::Regex(e.to_string()))?,
+                    // The regex crate's message spans lines; keep ours on one.
+                    .map_err(|e| {
+                        RuleError::Regex(
+                            e.to_string()
+                                .split_whitespace()
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        )
+                    })?,
             ),
             _ => return Err(RuleError::Matcher),
         };

@@ -64,17 +64,17 @@ pub struct RouteSpec {
 /// What is wrong with a route, naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    #[error("field `{field}`: unknown pool {name:?}; known pools: {known}")]
+    #[error("unknown pool {name:?}; known pools: {known}")]
     UnknownPool {
         field: &'static str,
         name: String,
         known: String,
     },
-    #[error("field `canary`: the canary pool must differ from the stable pool ({0:?})")]
+    #[error("the canary pool must differ from the stable pool ({0:?})")]
     SamePool(String),
-    #[error("field `canary_weight`: a canary weight above 0 needs a `canary` pool")]
+    #[error("a canary weight above 0 needs a `canary` pool")]
     WeightWithoutCanary,
-    #[error("field `rules[{index}].{field}`: {source}", field = source.field())]
+    #[error("rule {index}: {source}")]
     Rule { index: usize, source: RuleError },
 }
 

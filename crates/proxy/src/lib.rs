@@ -1,0 +1,224 @@
+//! The data plane: a load-balancing proxy that puts every version of a
+//! service in its own pool and switches traffic between them with one
+//! atomic pointer swap.
+//!
+//! Pure state machines (breaker, outlier, probe health, windows) take `now`
+//! as an argument; the modules that do I/O (listener, forward, prober,
+//! health, admin) read the clock through [`clock`].
+
+pub mod admin;
+mod body;
+pub mod breaker;
+pub mod clock;
+mod completion;
+pub mod demo_app;
+pub mod endpoint;
+pub mod events;
+mod forward;
+mod health;
+mod listener;
+pub mod metrics;
+pub mod outcome;
+pub mod outlier;
+pub mod pool;
+pub mod probe;
+mod prober;
+pub mod router;
+pub mod service;
+pub mod window;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backout_routing::RouteError;
+use backout_spec::ServiceSpec;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use admin::AdminState;
+pub use events::{Event, EventKind, EventLog};
+pub use metrics::Metrics;
+pub use service::{RouteApplied, Service, ServiceStatus, WindowsReport};
+
+/// What to run: services, where their listeners are, and the admin API.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub services: Vec<ServiceSpec>,
+    /// Listener for services that do not name their own.
+    pub default_listen: Option<SocketAddr>,
+    /// Admin API address; `None` runs without one (embedded use).
+    pub admin: Option<SocketAddr>,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("service {service:?}: route: {source}")]
+    Route { service: String, source: RouteError },
+    #[error("service {0:?} has no listen address; set `listen:` in its file or pass --listen")]
+    NoListener(String),
+    #[error("two services are named {0:?}; service names must be unique")]
+    DuplicateService(String),
+    #[error(
+        "services {first:?} and {second:?} on {addr} match the same requests; give them different `hosts` or `path_prefix`"
+    )]
+    Ambiguous {
+        addr: SocketAddr,
+        first: String,
+        second: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running proxy. Dropping it without [`RunningProxy::shutdown`] leaves
+/// its tasks running until the runtime stops.
+#[derive(Debug)]
+pub struct RunningProxy {
+    /// `(requested, bound)` for each data-plane listener, e.g. port 0 →
+    /// the port the OS picked.
+    pub listeners: Vec<(SocketAddr, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+    pub state: Arc<AdminState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Builds every service and binds every listener.
+    pub async fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
+        let metrics = Arc::new(Metrics::new());
+        let events = Arc::new(EventLog::default());
+        let mut services = BTreeMap::new();
+        let mut by_listener: BTreeMap<SocketAddr, Vec<Arc<Service>>> = BTreeMap::new();
+        for spec in &config.services {
+            if services.contains_key(&spec.name) {
+                return Err(ProxyError::DuplicateService(spec.name.clone()));
+            }
+            let addr = spec
+                .listen
+                .or(config.default_listen)
+                .ok_or_else(|| ProxyError::NoListener(spec.name.clone()))?;
+            let service =
+                Service::new(spec.clone(), &metrics, Arc::clone(&events)).map_err(|source| {
+                    ProxyError::Route {
+                        service: spec.name.clone(),
+                        source,
+                    }
+                })?;
+            let service = Arc::new(service);
+            let peers = by_listener.entry(addr).or_default();
+            if let Some(other) = peers
+                .iter()
+                .find(|o| o.spec.hosts == spec.hosts && o.spec.path_prefix == spec.path_prefix)
+            {
+                return Err(ProxyError::Ambiguous {
+                    addr,
+                    first: other.name.clone(),
+                    second: spec.name.clone(),
+                });
+            }
+            peers.push(Arc::clone(&service));
+            services.insert(spec.name.clone(), service);
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut listeners = Vec::new();
+        for (addr, peers) in by_listener {
+            let listener =
+                listener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ProxyError::Bind { addr, source })?;
+            listeners.push((addr, bound));
+            let index = Arc::new(router::ServiceIndex::new(peers));
+            tasks.push(tokio::spawn(listener::serve(
+                listener,
+                index,
+                shutdown_rx.clone(),
+                config.drain_timeout,
+            )));
+        }
+
+        for service in services.values() {
+            for pool in service.pools.values() {
+                prober::spawn(pool, &events, &shutdown_rx);
+            }
+        }
+        tasks.push(tokio::spawn(health::watch_pools(
+            services.values().cloned().collect(),
+            Arc::clone(&events),
+            shutdown_rx.clone(),
+        )));
+
+        let state = Arc::new(AdminState {
+            services,
+            metrics,
+            events,
+        });
+        let admin = match config.admin {
+            None => None,
+            Some(addr) => {
+                let listener =
+                    listener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| ProxyError::Bind { addr, source })?;
+                let app = admin::router(Arc::clone(&state));
+                let mut rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = rx.changed().await;
+                    };
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                    {
+                        tracing::error!(error = %e, "admin API stopped");
+                    }
+                }));
+                Some(bound)
+            }
+        };
+
+        Ok(RunningProxy {
+            listeners,
+            admin,
+            state,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        self.state.services.get(name)
+    }
+
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.state.events
+    }
+
+    /// The bound address for a requested listen address.
+    pub fn bound(&self, requested: SocketAddr) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(r, _)| *r == requested)
+            .map(|(_, b)| *b)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain
+    /// timeout) and waits for every task.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! A version pool: the endpoints running one version, the HTTP client that
+//! reaches them, and what protects them (circuit breaker, bulkhead, outlier
+//! detection).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use backout_spec::{PoolSpec, Protocol, TimeoutsSpec};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+
+use crate::body::RequestBody;
+use crate::breaker::{Admission, Breaker, BreakerState, Transition};
+use crate::endpoint::{Endpoint, EndpointStatus};
+use crate::events::{EventKind, EventLog};
+use crate::metrics::{Metrics, Quantiles, VersionMetrics};
+
+pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub service: String,
+    pub spec: PoolSpec,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) client: UpstreamClient,
+    breaker: Mutex<Breaker>,
+    in_flight: AtomicU32,
+    pub metrics: VersionMetrics,
+    breaker_state_gauges: [prometheus::IntGauge; 3],
+    breaker_transitions: [prometheus::IntCounter; 3],
+    pub(crate) available_gauge: prometheus::IntGauge,
+    pub(crate) ejections: prometheus::IntCounter,
+    events: Arc<EventLog>,
+}
+
+/// Pool state for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub version: String,
+    pub protocol: Protocol,
+    pub available_endpoints: usize,
+    pub endpoints: Vec<EndpointStatus>,
+    pub breaker: BreakerState,
+    pub breaker_since_ms_ago: u64,
+    pub in_flight: u32,
+    pub max_concurrent: u32,
+    pub latency: Quantiles,
+}
+
+/// Why the pool would not take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Bulkhead,
+    Breaker,
+    NoEndpoint,
+}
+
+/// A request admitted to the pool. Dropping it without `finish` still
+/// releases the bulkhead slot and the endpoint's in-flight count.
+#[derive(Debug)]
+pub struct Admitted {
+    pub pool: Arc<Pool>,
+    pub endpoint: Arc<Endpoint>,
+    admission: Admission,
+    done: bool,
+}
+
+impl Admitted {
+    /// Reports how the request ended to the breaker and outlier detection.
+    pub fn finish(mut self, now_ms: u64, failed: bool) {
+        self.done = true;
+        self.release();
+        let transition = self
+            .pool
+            .lock_breaker()
+            .record(now_ms, self.admission, failed);
+        if let Some(t) = transition {
+            self.pool.breaker_changed(t);
+        }
+        let pool = &self.pool;
+        let ejection = self
+            .endpoint
+            .observe_result(&pool.spec.outlier, now_ms, failed, || {
+                pool.may_eject(now_ms)
+            });
+        if let Some(e) = ejection {
+            pool.ejections.inc();
+            pool.events.push(
+                &pool.service,
+                EventKind::EndpointEjected {
+                    version: pool.name.clone(),
+                    endpoint: self.endpoint.label.clone(),
+                    failures: e.failures,
+                    for_ms: e.duration_ms,
+                },
+            );
+        }
+    }
+
+    /// The request ended in a way that says nothing about the version (the
+    /// client went away): release it without judging the pool.
+    pub fn abandon(mut self) {
+        self.done = true;
+        self.release();
+        self.pool.lock_breaker().abandon(self.admission);
+    }
+
+    fn release(&self) {
+        self.pool.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.end();
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if !self.done {
+            self.release();
+            self.pool.lock_breaker().abandon(self.admission);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(
+        service: &str,
+        name: &str,
+        spec: PoolSpec,
+        timeouts: &TimeoutsSpec,
+        metrics: &Metrics,
+        events: Arc<EventLog>,
+        now_ms: u64,
+    ) -> Self {
+        let endpoints = spec
+            .endpoints
+            .iter()
+            .map(|url| {
+                let gauge = metrics.endpoint_serving.with_label_values(&[
+                    service,
+                    name,
+                    url.authority().as_ref(),
+                ]);
+                Arc::new(Endpoint::new(url.clone(), &spec.probes, gauge))
+            })
+            .collect();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeouts.connect.get()));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .http2_only(spec.protocol == Protocol::H2c);
+        let client = builder.build(connector);
+        let states = [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ];
+        let breaker_state_gauges = states.map(|s| {
+            metrics
+                .breaker_state
+                .with_label_values(&[service, name, s.as_str()])
+        });
+        breaker_state_gauges[0].set(1);
+        Pool {
+            name: name.to_string(),
+            service: service.to_string(),
+            breaker: Mutex::new(Breaker::new(spec.breaker, now_ms)),
+            breaker_transitions: states.map(|s| {
+                metrics
+                    .breaker_transitions
+                    .with_label_values(&[service, name, s.as_str()])
+            }),
+            available_gauge: metrics
+                .pool_available_endpoints
+                .with_label_values(&[service, name]),
+            ejections: metrics.ejections.with_label_values(&[service, name]),
+            metrics: metrics.version(service, name),
+            endpoints,
+            client,
+            in_flight: AtomicU32::new(0),
+            breaker_state_gauges,
+            spec,
+            events,
+        }
+    }
+
+    /// Whether any endpoint can take traffic now.
+    pub fn has_available(&self, now_ms: u64) -> bool {
+        self.endpoints.iter().any(|e| e.available(now_ms))
+    }
+
+    pub fn available_count(&self, now_ms: u64) -> usize {
+        self.endpoints
+            .iter()
+            .filter(|e| e.available(now_ms))
+            .count()
+    }
+
+    /// Whether the breaker would turn requests away now (open and still
+    /// cooling down). Half-open counts as accepting: it needs trials.
+    pub fn breaker_open(&self, now_ms: u64) -> bool {
+        let b = self.lock_breaker();
+        b.state() == BreakerState::Open
+            && now_ms < b.since_ms() + self.spec.breaker.cooldown.get().as_millis() as u64
+    }
+
+    /// Admits one request: bulkhead slot, breaker, then an endpoint by
+    /// power of two choices on in-flight requests.
+    pub fn admit(self: &Arc<Self>, now_ms: u64) -> Result<Admitted, Refusal> {
+        let max = self.spec.bulkhead.max_concurrent.get();
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= max {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::Bulkhead);
+        }
+        let Some(endpoint) = self.pick(now_ms) else {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::NoEndpoint);
+        };
+        let (admission, transition) = self.lock_breaker().admit(now_ms);
+        if let Some(t) = transition {
+            self.breaker_changed(t);
+        }
+        if admission == Admission::Rejected {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::Breaker);
+        }
+        endpoint.begin();
+        Ok(Admitted {
+            pool: Arc::clone(self),
+            endpoint,
+            admission,
+            done: false,
+        })
+    }
+
+    /// Power of two choices: two random endpoints, the one with fewer
+    /// requests in flight wins; if neither can serve, the first that can.
+    fn pick(&self, now_ms: u64) -> Option<Arc<Endpoint>> {
+        let n = self.endpoints.len();
+        match n {
+            0 => return None,
+            1 => {
+                return self
+                    .endpoints
+                    .first()
+                    .filter(|e| e.available(now_ms))
+                    .cloned();
+            }
+            _ => {}
+        }
+        let i = fastrand::usize(0..n);
+        let j = (i + 1 + fastrand::usize(0..n - 1)) % n;
+        let (a, b) = (&self.endpoints[i], &self.endpoints[j]);
+        match (a.available(now_ms), b.available(now_ms)) {
+            (true, true) => Some(Arc::clone(if b.in_flight() < a.in_flight() {
+                b
+            } else {
+                a
+            })),
+            (true, false) => Some(Arc::clone(a)),
+            (false, true) => Some(Arc::clone(b)),
+            (false, false) => (0..n)
+                .map(|k| &self.endpoints[(i + k) % n])
+                .find(|e| e.available(now_ms))
+                .cloned(),
+        }
+    }
+
+    /// Outlier detection may take out at most `max_ejection_percent` of the
+    /// pool (at least one endpoint when there are several), and never the
+    /// last endpoint that can serve: with nothing left, the pool would be
+    /// down because of passive guesses rather than probes.
+    fn may_eject(&self, now_ms: u64) -> bool {
+        let n = self.endpoints.len();
+        let available = self.available_count(now_ms);
+        let ejected = n - available;
+        let limit = (n * self.spec.outlier.max_ejection_percent as usize)
+            .div_ceil(100)
+            .max(1);
+        available > 1 && ejected < limit
+    }
+
+    fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Updates gauges and records the transition as an event.
+    fn breaker_changed(&self, t: Transition) {
+        let idx = |s: BreakerState| match s {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        };
+        self.breaker_state_gauges[idx(t.from)].set(0);
+        self.breaker_state_gauges[idx(t.to)].set(1);
+        self.breaker_transitions[idx(t.to)].inc();
+        tracing::info!(service = %self.service, version = %self.name, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "circuit breaker");
+        self.events.push(
+            &self.service,
+            EventKind::BreakerTransition {
+                version: self.name.clone(),
+                from: t.from,
+                to: t.to,
+                reason: t.reason,
+            },
+        );
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self, now_ms: u64) -> PoolStatus {
+        let (breaker, since) = {
+            let b = self.lock_breaker();
+            (b.state(), b.since_ms())
+        };
+        PoolStatus {
+            version: self.name.clone(),
+            protocol: self.spec.protocol,
+            available_endpoints: self.available_count(now_ms),
+            endpoints: self.endpoints.iter().map(|e| e.status(now_ms)).collect(),
+            breaker,
+            breaker_since_ms_ago: now_ms.saturating_sub(since),
+            in_flight: self.in_flight(),
+            max_concurrent: self.spec.bulkhead.max_concurrent.get(),
+            latency: self.metrics.quantiles(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Runs the probes of every endpoint: one task per endpoint and probe
+//! kind, on the probe's own period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backout_spec::{ProbeSpec, Protocol};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
+
+use crate::endpoint::Endpoint;
+use crate::events::{EventKind, EventLog};
+use crate::pool::Pool;
+use crate::probe::ProbeKind;
+
+type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
+
+fn client(protocol: Protocol) -> ProbeClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .http2_only(protocol == Protocol::H2c)
+        .build(connector)
+}
+
+/// Starts the probe tasks for every endpoint of `pool`.
+pub(crate) fn spawn(pool: &Arc<Pool>, events: &Arc<EventLog>, shutdown: &watch::Receiver<bool>) {
+    let probes = &pool.spec.probes;
+    let kinds = [
+        (ProbeKind::Startup, &probes.startup),
+        (ProbeKind::Liveness, &probes.liveness),
+        (ProbeKind::Readiness, &probes.readiness),
+    ];
+    let client = client(pool.spec.protocol);
+    for endpoint in &pool.endpoints {
+        for (kind, spec) in &kinds {
+            let Some(spec) = (*spec).clone() else {
+                continue;
+            };
+            let task = ProbeTask {
+                pool: Arc::clone(pool),
+                endpoint: Arc::clone(endpoint),
+                kind: *kind,
+                spec,
+                client: client.clone(),
+                events: Arc::clone(events),
+            };
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = task.run() => {}
+                    _ = shutdown.changed() => {}
+                }
+            });
+        }
+    }
+}
+
+struct ProbeTask {
+    pool: Arc<Pool>,
+    endpoint: Arc<Endpoint>,
+    kind: ProbeKind,
+    spec: ProbeSpec,
+    client: ProbeClient,
+    events: Arc<EventLog>,
+}
+
+impl ProbeTask {
+    async fn run(self) {
+        tokio::time::sleep(self.spec.initial_delay.get()).await;
+        let mut tick = tokio::time::interval(self.spec.period.get());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.endpoint.should_probe(self.kind) {
+                if self.kind == ProbeKind::Startup {
+                    return; // started: this probe's job is done
+                }
+                continue; // waiting for startup
+            }
+            let ok = self.probe_once().await;
+            if let Some(change) = self.endpoint.observe_probe(self.kind, ok) {
+                tracing::info!(
+                    service = %self.pool.service, version = %self.pool.name, endpoint = %self.endpoint.label,
+                    probe = self.kind.as_str(), passing = change.passing, "probe state changed"
+                );
+                self.events.push(
+                    &self.pool.service,
+                    EventKind::ProbeChanged {
+                        version: self.pool.name.clone(),
+                        endpoint: self.endpoint.label.clone(),
+                        probe: change.kind,
+                        passing: change.passing,
+                    },
+                );
+            }
+        }
+    }
+
+    /// One GET; a 2xx or 3xx status within the timeout is a success.
+    async fn probe_once(&self) -> bool {
+        let uri = format!("http://{}{}", self.endpoint.label, self.spec.path);
+        let Ok(uri) = uri.parse::<http::Uri>() else {
+            return false;
+        };
+        let mut req = http::Request::new(Empty::<Bytes>::new());
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("backout-probe"),
+        );
+        if self.pool.spec.protocol == Protocol::H2c {
+            *req.version_mut() = http::Version::HTTP_2;
+        }
+        match tokio::time::timeout(self.spec.timeout.get(), self.client.request(req)).await {
+            Ok(Ok(resp)) => {
+                let s = resp.status().as_u16();
+                (200..400).contains(&s)
+            }
+            _ => false,
+        }
+    }
+}

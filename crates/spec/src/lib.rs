@@ -1,0 +1,20 @@
+//! Service specs: the types people write in YAML, parsing that reports
+//! file:line:col and the field at fault, and validation of what parses but
+//! makes no sense.
+//!
+//! Pure: no I/O beyond what the caller hands in as text.
+
+mod duration;
+mod endpoint;
+mod error;
+mod service;
+mod yaml;
+
+pub use duration::Duration;
+pub use endpoint::{EndpointUrl, Protocol};
+pub use error::SpecError;
+pub use service::{
+    BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
+    TimeoutsSpec,
+};
+pub use yaml::{Source, parse_yaml};

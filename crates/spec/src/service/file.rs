@@ -1,0 +1,469 @@
+//! The service file as written: every field optional where a default
+//! exists, and values that need checking kept with their location.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+
+use backout_routing::{RouteSpec, RouteTable, StickyKey};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{
+    BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
+    TimeoutsSpec,
+};
+use crate::duration::Duration;
+use crate::endpoint::{EndpointUrl, Protocol};
+use crate::error::SpecError;
+use crate::yaml::Source;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServiceFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    strip_prefix: bool,
+    #[serde(default)]
+    sticky: Option<StickyKey>,
+    #[serde(default)]
+    version_header: Option<Spanned<String>>,
+    #[serde(default)]
+    timeouts: Option<TimeoutsFile>,
+    // Service-wide defaults, overridden per pool.
+    #[serde(default)]
+    probes: Option<ProbesFile>,
+    #[serde(default)]
+    breaker: Option<BreakerFile>,
+    #[serde(default)]
+    bulkhead: Option<BulkheadFile>,
+    #[serde(default)]
+    outlier: Option<OutlierFile>,
+    pools: Spanned<BTreeMap<String, PoolFile>>,
+    route: Spanned<RouteSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsFile {
+    #[serde(default)]
+    connect: Option<Duration>,
+    #[serde(default)]
+    request: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolFile {
+    endpoints: Spanned<Vec<EndpointUrl>>,
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default)]
+    probes: Option<ProbesFile>,
+    #[serde(default)]
+    breaker: Option<BreakerFile>,
+    #[serde(default)]
+    bulkhead: Option<BulkheadFile>,
+    #[serde(default)]
+    outlier: Option<OutlierFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbesFile {
+    #[serde(default)]
+    startup: Option<ProbeFile>,
+    #[serde(default)]
+    liveness: Option<ProbeFile>,
+    #[serde(default)]
+    readiness: Option<ProbeFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeFile {
+    path: Spanned<String>,
+    #[serde(default)]
+    period: Option<Spanned<Duration>>,
+    #[serde(default)]
+    timeout: Option<Spanned<Duration>>,
+    #[serde(default)]
+    initial_delay: Option<Duration>,
+    #[serde(default)]
+    success_threshold: Option<Spanned<NonZeroU32>>,
+    #[serde(default)]
+    failure_threshold: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakerFile {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    failure_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    min_requests: Option<u32>,
+    #[serde(default)]
+    window: Option<Spanned<Duration>>,
+    #[serde(default)]
+    consecutive_failures: Option<u32>,
+    #[serde(default)]
+    cooldown: Option<Spanned<Duration>>,
+    #[serde(default)]
+    half_open_requests: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkheadFile {
+    max_concurrent: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutlierFile {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    consecutive_failures: Option<NonZeroU32>,
+    #[serde(default)]
+    base_ejection: Option<Spanned<Duration>>,
+    #[serde(default)]
+    max_ejection: Option<Spanned<Duration>>,
+    #[serde(default)]
+    max_ejection_percent: Option<Spanned<u32>>,
+}
+
+/// Names people use on the command line and in URLs: keep them plain.
+fn check_name(
+    src: &Source,
+    name: &Spanned<String>,
+    field: &str,
+    what: &str,
+) -> Result<(), SpecError> {
+    let n = &name.value;
+    let ok = !n.is_empty()
+        && n.len() <= 63
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && n.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(src.error_at(
+            name.referenced,
+            field,
+            format!("{what} {n:?} is not a valid name"),
+            Some("use 1 to 63 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit".into()),
+        ))
+    }
+}
+
+impl ServiceFile {
+    pub(super) fn validate(self, src: &Source) -> Result<ServiceSpec, SpecError> {
+        check_name(src, &self.name, "name", "service name")?;
+
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for (i, h) in self.hosts.iter().enumerate() {
+            let host = h.value.trim().to_ascii_lowercase();
+            let valid = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b));
+            if !valid {
+                return Err(src.error_at(
+                    h.referenced,
+                    format!("hosts[{i}]"),
+                    format!("{:?} is not a host name", h.value),
+                    Some(
+                        "write a host name without scheme or port, e.g. `shop.example.com`".into(),
+                    ),
+                ));
+            }
+            hosts.push(host);
+        }
+
+        let path_prefix = match self.path_prefix {
+            Some(p) if !p.value.starts_with('/') => {
+                return Err(src.error_at(
+                    p.referenced,
+                    "path_prefix",
+                    format!("{:?} must start with `/`", p.value),
+                    Some("e.g. `/api`".into()),
+                ));
+            }
+            Some(p) => Some(p.value.trim_end_matches('/').to_string()).filter(|p| !p.is_empty()),
+            None => None,
+        };
+
+        let version_header = match self.version_header {
+            Some(h) => {
+                if http::HeaderName::from_bytes(h.value.as_bytes()).is_err() {
+                    return Err(src.error_at(
+                        h.referenced,
+                        "version_header",
+                        format!("{:?} is not a valid HTTP header name", h.value),
+                        Some("e.g. `x-backout-version`".into()),
+                    ));
+                }
+                Some(h.value.to_ascii_lowercase())
+            }
+            None => None,
+        };
+
+        let timeouts = match self.timeouts {
+            Some(t) => TimeoutsSpec {
+                connect: t.connect.unwrap_or(TimeoutsSpec::default().connect),
+                request: t.request.unwrap_or(TimeoutsSpec::default().request),
+            },
+            None => TimeoutsSpec::default(),
+        };
+
+        if self.pools.value.is_empty() {
+            return Err(src.error_at(
+                self.pools.referenced,
+                "pools",
+                "a service needs at least one version pool",
+                Some("e.g. `pools: {v1: {endpoints: [http://127.0.0.1:9001]}}`".into()),
+            ));
+        }
+        let mut pools = BTreeMap::new();
+        for (name, pool) in self.pools.value {
+            let at = |field: &str| format!("pools.{name}.{field}");
+            check_name(
+                src,
+                &Spanned::new(name.clone(), self.pools.referenced, self.pools.defined),
+                "pools",
+                "pool name",
+            )?;
+            if pool.endpoints.value.is_empty() {
+                return Err(src.error_at(
+                    pool.endpoints.referenced,
+                    at("endpoints"),
+                    "a pool needs at least one endpoint",
+                    Some("e.g. `endpoints: [http://127.0.0.1:9001]`".into()),
+                ));
+            }
+            let probes = pool.probes.or_else(|| self.probes.clone());
+            let breaker = pool.breaker.or_else(|| self.breaker.clone());
+            let bulkhead = pool.bulkhead.or_else(|| self.bulkhead.clone());
+            let outlier = pool.outlier.or_else(|| self.outlier.clone());
+            pools.insert(
+                name.clone(),
+                PoolSpec {
+                    endpoints: pool.endpoints.value,
+                    protocol: pool.protocol,
+                    probes: probes.map_or(Ok(ProbesSpec::default()), |p| {
+                        p.validate(src, &at("probes"))
+                    })?,
+                    breaker: breaker.map_or(Ok(BreakerSpec::default()), |b| {
+                        b.validate(src, &at("breaker"))
+                    })?,
+                    bulkhead: bulkhead.map_or(BulkheadSpec::default(), |b| BulkheadSpec {
+                        max_concurrent: b.max_concurrent,
+                    }),
+                    outlier: outlier.map_or(Ok(OutlierSpec::default()), |o| {
+                        o.validate(src, &at("outlier"))
+                    })?,
+                },
+            );
+        }
+
+        let names: Vec<&str> = pools.keys().map(String::as_str).collect();
+        if let Err(e) = RouteTable::compile(self.route.value.clone(), &names) {
+            return Err(src.error_at(
+                self.route.referenced,
+                format!("route.{}", e.field()),
+                e.to_string(),
+                None,
+            ));
+        }
+
+        Ok(ServiceSpec {
+            name: self.name.value,
+            listen: self.listen,
+            hosts,
+            path_prefix,
+            strip_prefix: self.strip_prefix,
+            sticky: self.sticky,
+            version_header,
+            timeouts,
+            pools,
+            route: self.route.value,
+        })
+    }
+}
+
+impl ProbesFile {
+    fn validate(self, src: &Source, field: &str) -> Result<ProbesSpec, SpecError> {
+        let one = |p: Option<ProbeFile>, kind: &str, single_success: bool| {
+            p.map(|p| p.validate(src, &format!("{field}.{kind}"), single_success))
+                .transpose()
+        };
+        Ok(ProbesSpec {
+            startup: one(self.startup, "startup", true)?,
+            liveness: one(self.liveness, "liveness", true)?,
+            readiness: one(self.readiness, "readiness", false)?,
+        })
+    }
+}
+
+impl ProbeFile {
+    fn validate(
+        self,
+        src: &Source,
+        field: &str,
+        single_success: bool,
+    ) -> Result<ProbeSpec, SpecError> {
+        let defaults = ProbeSpec::http("/");
+        if !self.path.value.starts_with('/') {
+            return Err(src.error_at(
+                self.path.referenced,
+                format!("{field}.path"),
+                format!("probe path {:?} must start with `/`", self.path.value),
+                Some("e.g. `/healthz`".into()),
+            ));
+        }
+        let period = self.period.as_ref().map_or(defaults.period, |p| p.value);
+        let timeout = self.timeout.as_ref().map_or(defaults.timeout, |t| t.value);
+        if period.get().is_zero() {
+            let at = self.period.map_or(self.path.referenced, |p| p.referenced);
+            return Err(src.error_at(
+                at,
+                format!("{field}.period"),
+                "probe period must be above zero",
+                None,
+            ));
+        }
+        if timeout.get().is_zero() || timeout > period {
+            let at = self.timeout.map_or(self.path.referenced, |t| t.referenced);
+            return Err(src.error_at(
+                at,
+                format!("{field}.timeout"),
+                format!(
+                    "probe timeout {timeout} must be above zero and at most the period ({period})"
+                ),
+                Some("a probe that can outlast its period overlaps the next one".into()),
+            ));
+        }
+        let success_threshold = self
+            .success_threshold
+            .as_ref()
+            .map_or(defaults.success_threshold, |s| s.value);
+        if single_success && success_threshold.get() != 1 {
+            let at = self
+                .success_threshold
+                .map_or(self.path.referenced, |s| s.referenced);
+            return Err(src.error_at(
+                at,
+                format!("{field}.success_threshold"),
+                format!("must be 1 for startup and liveness probes; got {success_threshold}"),
+                Some("as in Kubernetes: one success proves the process is up".into()),
+            ));
+        }
+        Ok(ProbeSpec {
+            path: self.path.value,
+            period,
+            timeout,
+            initial_delay: self.initial_delay.unwrap_or_default(),
+            success_threshold,
+            failure_threshold: self.failure_threshold.unwrap_or(defaults.failure_threshold),
+        })
+    }
+}
+
+impl BreakerFile {
+    fn validate(self, src: &Source, field: &str) -> Result<BreakerSpec, SpecError> {
+        let d = BreakerSpec::default();
+        let failure_rate = match self.failure_rate {
+            Some(r) if !(r.value > 0.0 && r.value <= 100.0) => {
+                return Err(src.error_at(
+                    r.referenced,
+                    format!("{field}.failure_rate"),
+                    format!(
+                        "failure rate is a percentage above 0 and at most 100; got {}",
+                        r.value
+                    ),
+                    Some(
+                        "e.g. `failure_rate: 50` opens the breaker when half the requests fail"
+                            .into(),
+                    ),
+                ));
+            }
+            Some(r) => r.value,
+            None => d.failure_rate,
+        };
+        let nonzero = |v: Option<Spanned<Duration>>, name: &str, default: Duration| match v {
+            Some(v) if v.value.get().is_zero() => Err(src.error_at(
+                v.referenced,
+                format!("{field}.{name}"),
+                "must be above zero",
+                None,
+            )),
+            Some(v) => Ok(v.value),
+            None => Ok(default),
+        };
+        Ok(BreakerSpec {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            failure_rate,
+            min_requests: self.min_requests.unwrap_or(d.min_requests),
+            window: nonzero(self.window, "window", d.window)?,
+            consecutive_failures: self.consecutive_failures.unwrap_or(d.consecutive_failures),
+            cooldown: nonzero(self.cooldown, "cooldown", d.cooldown)?,
+            half_open_requests: self.half_open_requests.unwrap_or(d.half_open_requests),
+        })
+    }
+}
+
+impl OutlierFile {
+    fn validate(self, src: &Source, field: &str) -> Result<OutlierSpec, SpecError> {
+        let d = OutlierSpec::default();
+        let base = self
+            .base_ejection
+            .as_ref()
+            .map_or(d.base_ejection, |b| b.value);
+        let max = self
+            .max_ejection
+            .as_ref()
+            .map_or(d.max_ejection, |m| m.value);
+        if base.get().is_zero() || max < base {
+            let at = self
+                .max_ejection
+                .or(self.base_ejection)
+                .map(|s| s.referenced)
+                .unwrap_or(serde_saphyr::Location::UNKNOWN);
+            return Err(src.error_at(
+                at,
+                format!("{field}.max_ejection"),
+                format!("need 0 < base_ejection ({base}) <= max_ejection ({max})"),
+                None,
+            ));
+        }
+        let percent = match self.max_ejection_percent {
+            Some(p) if p.value > 100 => {
+                return Err(src.error_at(
+                    p.referenced,
+                    format!("{field}.max_ejection_percent"),
+                    format!("a percentage from 0 to 100; got {}", p.value),
+                    None,
+                ));
+            }
+            Some(p) => p.value,
+            None => d.max_ejection_percent,
+        };
+        Ok(OutlierSpec {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            consecutive_failures: self.consecutive_failures.unwrap_or(d.consecutive_failures),
+            base_ejection: base,
+            max_ejection: max,
+            max_ejection_percent: percent,
+        })
+    }
+}

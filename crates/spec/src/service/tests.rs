@@ -1,0 +1,93 @@
+use super::*;
+
+const GOOD: &str = r#"
+name: web
+listen: 127.0.0.1:8080
+hosts: [Web.Example.com]
+path_prefix: /web/
+strip_prefix: true
+sticky: {header: x-user-id}
+version_header: X-Backout-Version
+timeouts: {connect: 500ms, request: 10s}
+breaker: {failure_rate: 40, min_requests: 10}
+pools:
+  v1:
+    endpoints: [http://127.0.0.1:9001, http://127.0.0.1:9003]
+    probes:
+      readiness: {path: /ready, period: 1s, timeout: 500ms, failure_threshold: 2}
+  v2:
+    protocol: h2c
+    endpoints: [http://127.0.0.1:9002]
+    breaker: {consecutive_failures: 3}
+    bulkhead: {max_concurrent: 50}
+route:
+  stable: v1
+  canary: v2
+  canary_weight: 12.5
+  rules:
+    - {header: x-group, equals: staff, to: canary}
+"#;
+
+#[test]
+fn a_full_service_parses_with_defaults_filled_in() {
+    let spec = ServiceSpec::parse(&Source::new("web.yaml", GOOD)).unwrap();
+    assert_eq!(spec.name, "web");
+    assert_eq!(spec.hosts, ["web.example.com"]);
+    assert_eq!(spec.path_prefix.as_deref(), Some("/web"));
+    assert_eq!(spec.version_header.as_deref(), Some("x-backout-version"));
+    assert_eq!(spec.timeouts.connect, Duration::from_millis(500));
+    let v1 = &spec.pools["v1"];
+    assert_eq!(v1.endpoints.len(), 2);
+    assert_eq!(v1.breaker.failure_rate, 40.0, "service default applies");
+    assert_eq!(v1.breaker.min_requests, 10);
+    let ready = v1.probes.readiness.as_ref().unwrap();
+    assert_eq!(ready.failure_threshold.get(), 2);
+    assert_eq!(ready.success_threshold.get(), 1);
+    let v2 = &spec.pools["v2"];
+    assert_eq!(v2.protocol, Protocol::H2c);
+    assert_eq!(
+        v2.breaker.consecutive_failures, 3,
+        "pool overrides the service default"
+    );
+    assert_eq!(
+        v2.breaker.failure_rate, 50.0,
+        "a pool's own section starts from built-in defaults"
+    );
+    assert_eq!(v2.bulkhead.max_concurrent.get(), 50);
+    assert_eq!(spec.route.canary_weight.get(), 125);
+}
+
+/// Error messages are part of the interface: one snapshot per mistake.
+fn check_error(yaml: &str) -> String {
+    match ServiceSpec::parse(&Source::new("svc.yaml", yaml)) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const POOLS: &str = "pools:\n  v1:\n    endpoints: [http://127.0.0.1:1]\n  v2:\n    endpoints: [http://127.0.0.1:2]\n";
+
+#[test]
+fn error_messages() {
+    let with = |extra: &str| format!("name: web\n{POOLS}{extra}");
+    insta::assert_snapshot!(check_error(""), @"svc.yaml:1:1: unexpected end of input");
+    insta::assert_snapshot!(check_error("name: web\n"), @"svc.yaml:1:1: missing field `pools`");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, probes, breaker, bulkhead, outlier, pools, route");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v3}\n")), @r#"svc.yaml:7:8: route.stable: unknown pool "v3"; known pools: v1, v2"#);
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 101}\n")), @"svc.yaml:7:48: route.canary_weight: weight must be between 0 and 100 percent; got 101");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 1.25}\n")), @"svc.yaml:7:48: route.canary_weight: weight has a resolution of 0.1 percent; got 1.25 (use e.g. 1.3)");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, rules: [{header: x, regex: '(', to: canary}]}\n")), @"svc.yaml:7:8: route.rules[0].regex: rule 0: invalid regex: regex parse error: ( ^ error: unclosed group");
+    insta::assert_snapshot!(check_error("name: Web!\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @r#"svc.yaml:1:7: name: service name "Web!" is not a valid name (hint: use 1 to 63 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit)"#);
+    insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: ['https://a:1']}}\nroute: {stable: v1}\n"), @r#"svc.yaml:2:26: pools.v1.endpoints[0]: endpoint "https://a:1" uses scheme `https`; only `http` is supported (TLS to upstreams is not yet); write it as `http://host:port`, e.g. `http://127.0.0.1:9001`"#);
+    insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: []}}\nroute: {stable: v1}\n"), @"svc.yaml:2:25: pools.v1.endpoints: a pool needs at least one endpoint (hint: e.g. `endpoints: [http://127.0.0.1:9001]`)");
+    insta::assert_snapshot!(check_error("name: web\npools: {}\nroute: {stable: v1}\n"), @"svc.yaml:2:8: pools: a service needs at least one version pool (hint: e.g. `pools: {v1: {endpoints: [http://127.0.0.1:9001]}}`)");
+    insta::assert_snapshot!(check_error("name: web\ntimeouts: {connect: 5}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:21: timeouts.connect: a bare number (5) has no unit; write e.g. `5s` or `5ms`");
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1:\n    endpoints: [http://a:1]\n    probes:\n      liveness: {path: /live, success_threshold: 2}\nroute: {stable: v1}\n"), @"svc.yaml:6:50: pools.v1.probes.liveness.success_threshold: must be 1 for startup and liveness probes; got 2 (hint: as in Kubernetes: one success proves the process is up)");
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1:\n    endpoints: [http://a:1]\n    probes:\n      readiness: {path: /r, period: 1s, timeout: 2s}\nroute: {stable: v1}\n"), @"svc.yaml:6:50: pools.v1.probes.readiness.timeout: probe timeout 2s must be above zero and at most the period (1s) (hint: a probe that can outlast its period overlaps the next one)");
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1:\n    endpoints: [http://a:1]\n    breaker: {failure_rate: 0}\nroute: {stable: v1}\n"), @"svc.yaml:5:29: pools.v1.breaker.failure_rate: failure rate is a percentage above 0 and at most 100; got 0 (hint: e.g. `failure_rate: 50` opens the breaker when half the requests fail)");
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1:\n    endpoints: [http://a:1]\n    bulkhead: {max_concurrent: 0}\nroute: {stable: v1}\n"), @"svc.yaml:5:16: pools.v1.bulkhead.max_concurrent: invalid value: integer `0`, expected a nonzero u32");
+    insta::assert_snapshot!(check_error("name: web\npath_prefix: api\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @r#"svc.yaml:2:14: path_prefix: "api" must start with `/` (hint: e.g. `/api`)"#);
+    insta::assert_snapshot!(check_error("name: web\nlisten: localhost\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:9: listen: invalid socket address syntax");
+    insta::assert_snapshot!(check_error("name: web\nsticky: {ip: 1}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:10: sticky: unknown variant `ip`, expected one of header, cookie, client_addr");
+    insta::assert_snapshot!(check_error("name: [web\n"), @"svc.yaml:1:7: name: expected string scalar");
+}
