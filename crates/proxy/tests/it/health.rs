@@ -160,7 +160,7 @@ route: {stable: v1}
     }
     // Three in a row eject it; with P2C it takes a few requests to get there.
     assert!(
-        errors >= 3 && errors < 20,
+        (3..20).contains(&errors),
         "errors before ejection: {errors}"
     );
     let ejected = h.events("endpoint_ejected").await;

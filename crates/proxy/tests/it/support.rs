@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use backout_proxy::demo_app::{Control, DemoApp};
 use backout_proxy::{ProxyConfig, RunningProxy};
