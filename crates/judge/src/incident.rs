@@ -39,7 +39,7 @@ impl Tick {
         self.requests = self.requests.saturating_add(o.requests);
         self.errors = self.errors.saturating_add(o.errors);
         self.log_latency_sum += o.log_latency_sum;
-        self.latency_n += o.latency_n;
+        self.latency_n = self.latency_n.saturating_add(o.latency_n);
     }
 }
 

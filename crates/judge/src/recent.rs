@@ -73,6 +73,11 @@ impl<T> Recent<T> {
         self.items.front().map(|(t, _)| *t)
     }
 
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
     /// How many ticks are kept.
     pub fn len(&self) -> usize {
         self.items.len()

@@ -15,7 +15,7 @@ const PRIOR_ERRORS: f64 = 1.0;
 /// A window must show at least this much evidence (ln of its likelihood
 /// ratio at its own estimate) before its estimate is bet on. Healthy noise
 /// rarely clears it, so a long healthy stretch costs almost nothing.
-const GATE: f64 = 2.0;
+const GATE: f64 = 1.5;
 /// Largest ratio bet on, as a multiple of the tolerance line.
 const MAX_RATIO: f64 = 200.0;
 /// Estimation windows tried, in seconds, besides the configured one.
@@ -116,7 +116,7 @@ impl ErrorRateCheck {
         let mut best_up = GATE;
         let mut best_down = GATE;
         let mut consider = |w: &Counts, bets: &mut Bets| {
-            let errors = w.ec + w.eb;
+            let errors = w.ec.saturating_add(w.eb);
             if errors == 0 || w.nc == 0 || w.nb == 0 {
                 return;
             }
@@ -151,9 +151,9 @@ impl ErrorRateCheck {
         if edge.is_some() {
             consider(&w, &mut bets);
         }
-        if w.nc > 0 && w.nb > 0 && w.ec + w.eb > 0 {
+        if w.nc > 0 && w.nb > 0 && w.ec.saturating_add(w.eb) > 0 {
             bets.raw = Some(ratio_from_share(
-                w.ec as f64 / (w.ec + w.eb) as f64,
+                w.ec as f64 / w.ec.saturating_add(w.eb) as f64,
                 w.nc as f64,
                 w.nb as f64,
             ));
@@ -170,7 +170,7 @@ impl ErrorRateCheck {
             eb: window.baseline.errors_clamped(),
         };
         let bets = self.estimate(r);
-        let errors = tick.ec + tick.eb;
+        let errors = tick.ec.saturating_add(tick.eb);
         if tick.nc > 0 && tick.nb > 0 && errors > 0 {
             let (nc, nb) = (tick.nc as f64, tick.nb as f64);
             let null_share = canary_share(r, nc, nb);

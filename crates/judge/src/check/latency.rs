@@ -63,7 +63,7 @@ struct Scores {
 
 impl Scores {
     fn add(&mut self, o: &Scores) {
-        self.n += o.n;
+        self.n = self.n.saturating_add(o.n);
         self.sum += o.sum;
         self.sum_sq += o.sum_sq;
     }
@@ -206,8 +206,8 @@ impl LatencyCheck {
         let factor = 1.0 + self.tolerance;
         let canary: Vec<f64> = window.canary.latencies().collect();
         let baseline: Vec<f64> = window.baseline.latencies().collect();
-        self.canary_samples += canary.len() as u64;
-        self.baseline_samples += baseline.len() as u64;
+        self.canary_samples = self.canary_samples.saturating_add(canary.len() as u64);
+        self.baseline_samples = self.baseline_samples.saturating_add(baseline.len() as u64);
         let (lambda, lambda_promote, recent_mean) = self.estimate();
         let lambda = if ctx.incident { 0.0 } else { lambda };
         let mut tick = Scores::default();

@@ -52,6 +52,7 @@ pub struct ThresholdCheck {
     min_requests: u64,
     sustained: f64,
     recent: Recent<GroupPair>,
+    latest_only: bool,
     violated_since: Option<f64>,
     seen: bool,
     canary_requests: u64,
@@ -97,7 +98,8 @@ impl ThresholdCheck {
             min,
             min_requests,
             sustained,
-            recent: Recent::new(window.unwrap_or(f64::MIN_POSITIVE)),
+            recent: Recent::new(window.unwrap_or(f64::MAX)),
+            latest_only: window.is_none(),
             violated_since: None,
             seen: false,
             canary_requests: 0,
@@ -121,13 +123,19 @@ impl ThresholdCheck {
     }
 
     fn value(&self, pick: impl Fn(&GroupPair) -> &Kept) -> Value {
-        let requests: u64 = self.recent.values().map(|p| pick(p).requests).sum();
+        let requests = self
+            .recent
+            .values()
+            .fold(0u64, |a, p| a.saturating_add(pick(p).requests));
         match &self.metric {
             ThresholdMetric::ErrorRate => {
                 if requests < self.min_requests.max(1) {
                     return Value::TooFew(requests);
                 }
-                let errors: u64 = self.recent.values().map(|p| pick(p).errors).sum();
+                let errors = self
+                    .recent
+                    .values()
+                    .fold(0u64, |a, p| a.saturating_add(pick(p).errors));
                 Value::Some(errors as f64 / requests as f64)
             }
             ThresholdMetric::LatencyQuantile(q) => {
@@ -170,6 +178,9 @@ impl ThresholdCheck {
         self.baseline_requests = self
             .baseline_requests
             .saturating_add(pair.baseline.requests);
+        if self.latest_only {
+            self.recent.clear();
+        }
         self.recent.push(ctx.t, pair);
         let limit = self.max.or(self.min).unwrap_or(0.0);
         let side = if self.max.is_some() { "above" } else { "below" };
