@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
 pub mod analysis;
+pub mod demo;
+pub mod flags;
+pub mod proxy;
 pub mod simulate;
 pub mod version;

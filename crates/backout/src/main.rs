@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
+mod signal;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,19 +23,33 @@ struct Cli {
 enum Command {
     /// Print version information.
     Version,
+    /// A one-minute tour: two versions, the proxy, load, a bad canary, a rollback.
+    Demo(cmd::demo::Args),
+    /// Run the traffic switch: quick mode from flags, or service files.
+    Proxy(cmd::proxy::Args),
     /// Canary analysis on recorded data (`replay`).
     #[command(subcommand)]
     Analysis(cmd::analysis::Command),
     /// Run the judge and peers' rules over seeded synthetic rollouts.
     Simulate(cmd::simulate::Args),
+    /// The standalone flag server (`serve`).
+    #[command(subcommand)]
+    Flags(cmd::flags::FlagsCommand),
+    /// Manage feature flags: list, set, kill, stale, history.
+    #[command(subcommand)]
+    Flag(cmd::flags::FlagCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Proxy(a) => cmd::proxy::run(a),
         Command::Analysis(c) => cmd::analysis::run(c),
         Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Flags(c) => cmd::flags::serve(c),
+        Command::Flag(c) => cmd::flags::run(c),
     };
     match result {
         Ok(code) => code,

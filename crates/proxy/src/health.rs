@@ -33,10 +33,11 @@ pub(crate) async fn watch_pools(
                 pool.available_gauge.set(count as i64);
                 let available = count > 0;
                 let key = (service.name.clone(), pool.name.clone());
-                // The first look only sets the baseline, except for a pool
-                // that starts out unavailable, which is worth saying.
+                // The first look only sets the baseline: at start-up probes
+                // have not run yet, and "not ready before the first probe"
+                // is not news. The status API shows the state all along.
                 let previous = last.insert(key, available);
-                if previous == Some(available) || (previous.is_none() && available) {
+                if previous.is_none_or(|p| p == available) {
                     continue;
                 }
                 let effect = if available {

@@ -17,6 +17,7 @@ pub mod events;
 mod forward;
 mod health;
 mod listener;
+pub mod loadgen;
 pub mod metrics;
 pub mod outcome;
 pub mod outlier;

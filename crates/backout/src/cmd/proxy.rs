@@ -1,0 +1,178 @@
+//! `backout proxy`: the traffic switch on its own, from flags (quick mode)
+//! or from service files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use backout_proxy::{ProxyConfig, RunningProxy};
+use backout_routing::{Permille, RouteSpec, StickyKey};
+use backout_spec::{Duration, EndpointUrl, PoolSpec, ServiceSpec, Source, TimeoutsSpec};
+use clap::Args as ClapArgs;
+use miette::{IntoDiagnostic, WrapErr, miette};
+
+#[derive(Debug, ClapArgs)]
+#[command(
+    after_help = "Quick mode:  backout proxy --stable http://127.0.0.1:9001 --canary http://127.0.0.1:9002 --canary-weight 10
+Config mode: backout proxy -f web.yaml -f api.yaml
+Switch at run time: curl -X PUT localhost:9900/admin/v1/services/default/route -d '{\"stable\":\"stable\",\"canary\":\"canary\",\"canary_weight\":25}'
+Roll back:   curl -X POST localhost:9900/admin/v1/services/default/rollback"
+)]
+pub struct Args {
+    /// Service files (YAML), one service each. Not with --stable.
+    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["stable", "canary"])]
+    files: Vec<PathBuf>,
+    /// Data-plane listener for services that do not set `listen:`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Admin API (route switch, rollback, metrics, windows).
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    admin: SocketAddr,
+    /// Quick mode: an endpoint of the stable version (repeat for several).
+    #[arg(long, value_name = "URL")]
+    stable: Vec<String>,
+    /// Quick mode: an endpoint of the canary version (repeat for several).
+    #[arg(long, value_name = "URL", requires = "stable")]
+    canary: Vec<String>,
+    /// Quick mode: percent of traffic for the canary, 0 to 100 in steps of 0.1.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+    canary_weight: f64,
+    /// Quick mode: keep users on one version by `header:NAME`, `cookie:NAME` or `client-addr`.
+    #[arg(long, value_name = "KEY")]
+    sticky: Option<String>,
+    /// Quick mode: response header naming the version that served.
+    #[arg(long, value_name = "NAME")]
+    version_header: Option<String>,
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    drain_timeout: String,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let drain =
+        Duration::parse(&args.drain_timeout).map_err(|e| miette!("--drain-timeout: {e}"))?;
+    let services = if args.files.is_empty() {
+        vec![quick_service(&args)?]
+    } else {
+        load_files(&args.files)?
+    };
+    let config = ProxyConfig {
+        services,
+        default_listen: Some(args.listen),
+        admin: Some(args.admin),
+        drain_timeout: drain.get(),
+    };
+    crate::logging::init();
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ProxyConfig) -> miette::Result<ExitCode> {
+    let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+    let proxy = RunningProxy::start(config).await.into_diagnostic()?;
+    for (_, bound) in &proxy.listeners {
+        println!(
+            "backout: data plane listening on {bound} (services: {})",
+            names.join(", ")
+        );
+    }
+    if let Some(admin) = proxy.admin {
+        println!(
+            "backout: admin API on http://{admin} (routes: /admin/v1/services, metrics: /metrics)"
+        );
+    }
+    crate::signal::wait_for_shutdown().await;
+    println!("backout: shutting down, draining in-flight requests");
+    proxy.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and validates every service file; the first problem stops the
+/// start-up with its file:line:col.
+pub fn load_files(files: &[PathBuf]) -> miette::Result<Vec<ServiceSpec>> {
+    files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot read service file {}", path.display()))?;
+            ServiceSpec::parse(&Source::new(path.display().to_string(), text))
+                .map_err(miette::Report::new)
+        })
+        .collect()
+}
+
+fn endpoints(flag: &str, urls: &[String]) -> miette::Result<Vec<EndpointUrl>> {
+    urls.iter()
+        .map(|u| EndpointUrl::parse(u).map_err(|e| miette!("--{flag}: {e}")))
+        .collect()
+}
+
+/// The one service quick mode runs: pools `stable` and `canary`.
+fn quick_service(args: &Args) -> miette::Result<ServiceSpec> {
+    if args.stable.is_empty() {
+        return Err(miette!(
+            "nothing to proxy: give --stable URL (and optionally --canary URL), or -f FILE with service specs"
+        ));
+    }
+    let weight =
+        Permille::from_percent(args.canary_weight).map_err(|e| miette!("--canary-weight: {e}"))?;
+    if weight > Permille::ZERO && args.canary.is_empty() {
+        return Err(miette!(
+            "--canary-weight: a weight above 0 needs --canary URL"
+        ));
+    }
+    let sticky = match args.sticky.as_deref() {
+        None => None,
+        Some("client-addr") => Some(StickyKey::ClientAddr),
+        Some(s) => match s.split_once(':') {
+            Some(("header", name)) if !name.is_empty() => {
+                Some(StickyKey::Header(name.to_ascii_lowercase()))
+            }
+            Some(("cookie", name)) if !name.is_empty() => Some(StickyKey::Cookie(name.to_string())),
+            _ => {
+                return Err(miette!(
+                    "--sticky: {s:?} is not a sticky key; use header:NAME, cookie:NAME or client-addr"
+                ));
+            }
+        },
+    };
+    if let Some(h) = &args.version_header
+        && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+    {
+        return Err(miette!(
+            "--version-header: {h:?} is not a valid header name"
+        ));
+    }
+    let mut pools = std::collections::BTreeMap::new();
+    pools.insert(
+        "stable".to_string(),
+        PoolSpec::new(endpoints("stable", &args.stable)?),
+    );
+    let canary = if args.canary.is_empty() {
+        None
+    } else {
+        pools.insert(
+            "canary".to_string(),
+            PoolSpec::new(endpoints("canary", &args.canary)?),
+        );
+        Some("canary".to_string())
+    };
+    Ok(ServiceSpec {
+        name: "default".into(),
+        listen: None,
+        hosts: Vec::new(),
+        path_prefix: None,
+        strip_prefix: false,
+        sticky,
+        version_header: args.version_header.as_ref().map(|h| h.to_ascii_lowercase()),
+        timeouts: TimeoutsSpec::default(),
+        pools,
+        route: RouteSpec {
+            stable: "stable".into(),
+            canary,
+            canary_weight: weight,
+            rules: Vec::new(),
+        },
+    })
+}

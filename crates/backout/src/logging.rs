@@ -1,0 +1,12 @@
+//! Logs go to stderr, filtered by `RUST_LOG` (default: info for backout,
+//! warnings for everything else), so stdout stays for results.
+
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,backout=info,backout_proxy=info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
