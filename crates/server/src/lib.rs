@@ -1,4 +1,5 @@
 //! The control plane runtime: everything that does I/O on behalf of the pure
 //! cores (judge, rollout, flags). Each concept is one module.
 
+pub mod ofrep;
 pub mod provider;
