@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use crate::dsl::{self, Rule};
-use crate::load::{Problem, Severity, load};
+use crate::load::{Problem, load};
 
 /// One change to a flag document.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +128,9 @@ pub fn apply(doc: &Json, edit: &Edit) -> Result<Applied, EditError> {
         let problems: Vec<Problem> = loaded
             .problems
             .into_iter()
-            .filter(|p| p.flag.as_deref() == Some(key.as_str()) && p.severity == Severity::Error)
+            // A change is held to a higher bar than a file being loaded:
+            // warnings (say, a default variant that does not exist) refuse it.
+            .filter(|p| p.flag.as_deref() == Some(key.as_str()))
             .collect();
         if !problems.is_empty() {
             return Err(EditError::Invalid { key, problems });
