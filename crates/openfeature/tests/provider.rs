@@ -95,7 +95,7 @@ async fn evaluates_through_the_openfeature_client() {
     assert_eq!(missing.code, EvaluationErrorCode::FlagNotFound);
     let killed = client.get_bool_value("killed", None, None).await;
     assert!(
-        killed.clone().unwrap_or(false) == false,
+        !killed.clone().unwrap_or(false),
         "a disabled flag gives the caller's default"
     );
     assert!(
