@@ -115,9 +115,14 @@ pub fn decide(t: f64, promote_after: f64, checks: &[CheckReport]) -> (Verdict, S
     let sequential_with_data = checks
         .iter()
         .filter(|c| c.sequential && c.state != CheckState::NoData);
-    let all_fine = checks
-        .iter()
-        .all(|c| matches!(c.state, CheckState::Pass | CheckState::NoData));
+    // Sequential checks must have proven the canary fine. A guard only has
+    // to be quiet: one that lacks the traffic to judge (a low-traffic
+    // service never reaches its `min_requests`) says nothing either way and
+    // must not hold a proven canary back forever.
+    let all_fine = checks.iter().all(|c| {
+        matches!(c.state, CheckState::Pass | CheckState::NoData)
+            || (!c.sequential && matches!(c.state, CheckState::Insufficient | CheckState::Warmup))
+    });
     if all_fine && sequential_with_data.clone().count() > 0 {
         if t >= promote_after {
             return (
@@ -132,4 +137,114 @@ pub fn decide(t: f64, promote_after: f64, checks: &[CheckReport]) -> (Verdict, S
     }
     let open = names(&|c| !matches!(c.state, CheckState::Pass | CheckState::NoData));
     (Verdict::Continue, format!("no conclusion yet from: {open}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CheckKind;
+
+    /// Builds reports from `(state, severity, sequential)` triples and
+    /// checks the verdict at `t` (promote_after = 60).
+    fn check(t: f64, states: &[(CheckState, Severity, bool)], expected: Verdict, because: &str) {
+        let reports: Vec<CheckReport> = states
+            .iter()
+            .enumerate()
+            .map(|(i, &(state, severity, sequential))| {
+                let kind = if sequential {
+                    CheckKind::ErrorRate
+                } else {
+                    CheckKind::Threshold
+                };
+                let mut r = CheckReport::new(&format!("c{i}"), kind, state, "why".into());
+                r.severity = severity;
+                r
+            })
+            .collect();
+        let (verdict, reason) = decide(t, 60.0, &reports);
+        assert_eq!(verdict, expected, "{states:?}: {reason}");
+        assert!(
+            reason.contains(because),
+            "{states:?}: `{reason}` lacks `{because}`"
+        );
+    }
+
+    use CheckState::*;
+    use Severity::{Critical as C, Warning as W};
+
+    #[test]
+    fn combines_checks() {
+        check(100.0, &[], Verdict::Insufficient, "no check has data");
+        check(
+            100.0,
+            &[(Warmup, C, true), (NoData, C, false)],
+            Verdict::Insufficient,
+            "c0",
+        );
+        check(
+            100.0,
+            &[(Continue, C, true), (Pass, C, false)],
+            Verdict::Continue,
+            "c0",
+        );
+        check(
+            100.0,
+            &[(Fail, C, true), (Pass, C, true)],
+            Verdict::Rollback,
+            "critical check failed: c0",
+        );
+        check(
+            100.0,
+            &[(Fail, C, true), (Excused, C, false)],
+            Verdict::Rollback,
+            "c0",
+        );
+        check(
+            100.0,
+            &[(Pass, C, true), (Excused, C, false)],
+            Verdict::Pause,
+            "shared incident): c1",
+        );
+        check(
+            100.0,
+            &[(Pass, C, true), (Fail, W, false)],
+            Verdict::Pause,
+            "warning check failed: c1",
+        );
+        check(
+            100.0,
+            &[(Pass, C, true), (Pass, C, true), (NoData, C, false)],
+            Verdict::Promote,
+            "within tolerance",
+        );
+        check(
+            30.0,
+            &[(Pass, C, true)],
+            Verdict::Continue,
+            "promotion waits until t = 60",
+        );
+        // A guard without enough traffic does not hold a proven canary back…
+        check(
+            100.0,
+            &[(Pass, C, true), (Insufficient, C, false)],
+            Verdict::Promote,
+            "within tolerance",
+        );
+        // …but a sequential check without enough data does.
+        check(
+            100.0,
+            &[(Pass, C, true), (Insufficient, C, true)],
+            Verdict::Continue,
+            "c1",
+        );
+        // Guards alone prove nothing: no promotion without a sequential check.
+        check(100.0, &[(Pass, C, false)], Verdict::Continue, "");
+        // A guard whose violation has not lasted long enough blocks promotion.
+        check(
+            100.0,
+            &[(Pass, C, true), (Continue, C, false)],
+            Verdict::Continue,
+            "c1",
+        );
+    }
 }

@@ -85,6 +85,7 @@ enum Kind {
     Bursty,
     SharedIncident,
     ColdStart,
+    AtTolerance,
     Errors(u32),
     LateOnset,
     Latency(u32),
@@ -128,6 +129,12 @@ pub fn families() -> Vec<Family> {
             "A/A after a canary cold start (2-5x errors, 1.5-3x latency, settling in 3-10 s)",
             true,
             Kind::ColdStart,
+        ),
+        family(
+            "at-tolerance",
+            "canary exactly on the default tolerance line: errors 1.2x, latency 1.1x",
+            true,
+            Kind::AtTolerance,
         ),
         family(
             "errors-1.5x",
@@ -227,6 +234,16 @@ impl Family {
                     latency_factor: rng.random_range(1.5..3.0),
                     tau: rng.random_range(3.0..10.0),
                 });
+            }
+            Kind::AtTolerance => {
+                // The hardest healthy canary: as bad as the defaults allow
+                // (error tolerance 0.2, latency tolerance 0.1), with plenty
+                // of traffic so every look has something to see.
+                s.error_ratio = 1.2;
+                s.latency_ratio = 1.1;
+                s.rps = log_uniform(rng, 300.0, 3000.0);
+                s.base_error = log_uniform(rng, 0.003, 0.03);
+                s.canary_weight = log_uniform(rng, 0.1, 0.5);
             }
             Kind::Errors(tenths) => {
                 let ratio = f64::from(tenths) / 10.0;
