@@ -52,71 +52,122 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'_, 'a>) -> R
             Lit::Str(s) => Val::Str(s),
         }),
         Node::Const(json) => Ok(Val::from_json(json)),
-        Node::Array(nodes) => {
-            let items = nodes
-                .iter()
-                .map(|n| eval(n, env, scope))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Val::List(items.into()))
-        }
+        Node::Array(nodes) => eval_array(nodes, env, scope),
         Node::Var(var) => eval_var(var, env, scope),
         Node::If(args) => eval_if(args, env, scope),
-        Node::And(args) => {
-            let mut current = Val::Null;
-            for arg in args.iter() {
-                current = eval(arg, env, scope)?;
-                if !truthy(&current) {
-                    break;
-                }
-            }
-            Ok(current)
-        }
-        Node::Or(args) => {
-            let mut current = Val::Null;
-            for arg in args.iter() {
-                current = eval(arg, env, scope)?;
-                if truthy(&current) {
-                    break;
-                }
-            }
-            Ok(current)
-        }
+        Node::And(args) => eval_and_or(args, false, env, scope),
+        Node::Or(args) => eval_and_or(args, true, env, scope),
         Node::Iter(kind, args) => eval_iter(*kind, args, env, scope),
         Node::Reduce(args, init) => eval_reduce(args, init, env, scope),
-        Node::Op(op, nodes) if nodes.len() <= 3 => {
-            // Most operators take one to three arguments: evaluate them into
-            // a fixed array on the stack, the hot path for comparisons.
-            let mut args = [Val::Null, Val::Null, Val::Null];
-            for (slot, node) in args.iter_mut().zip(nodes.iter()) {
-                *slot = eval(node, env, scope)?;
-            }
-            apply(*op, &args[..nodes.len()], env, scope)
-        }
-        Node::Op(op, nodes) => {
-            let mut args = Args::with_capacity(nodes.len());
-            for node in nodes.iter() {
-                args.push(eval(node, env, scope)?);
-            }
-            apply(*op, &args, env, scope)
-        }
+        Node::Op(op, nodes) => eval_op(*op, nodes, env, scope),
         Node::Fractional(f) => eval_fractional(f, env, scope),
     }
 }
 
+/// Evaluates the cheapest and commonest nodes (literals, a plain
+/// top-level `var`) in place; `None` for anything else. Operators try this
+/// on their arguments before recursing: most of a rule's nodes are leaves,
+/// and evaluating them here saves a call and the copying of its result.
+#[inline(always)]
+fn leaf<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'_, 'a>) -> Option<Val<'a>> {
+    match node {
+        Node::Lit(Lit::Str(s)) => Some(Val::Str(s)),
+        Node::Lit(Lit::Int(i)) => Some(Val::Int(*i)),
+        Node::Lit(Lit::Bool(b)) => Some(Val::Bool(*b)),
+        Node::Var(var) if var.default.is_none() && matches!(scope, Scope::Root) => match &var.key {
+            VarKey::Path(props) if props.len() == 1 => Some(root_attribute(&props[0], env)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// [`leaf`] if it applies, else [`eval`].
+#[inline(always)]
+fn eval_arg<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
+    match leaf(node, env, scope) {
+        Some(v) => Ok(v),
+        None => eval(node, env, scope),
+    }
+}
+
+/// A top-level attribute, as `walk` would find it with a one-step path.
+#[inline(always)]
+fn root_attribute<'a>(name: &str, env: &Env<'a>) -> Val<'a> {
+    match name {
+        "targetingKey" => env.ctx.targeting_key.as_deref().map_or(Val::Null, Val::Str),
+        "$flagd" => flagd_object(env),
+        _ => env
+            .ctx
+            .attributes
+            .get(name)
+            .map_or(Val::Null, Val::from_json),
+    }
+}
+
+/// Evaluates an operator's arguments, then the operator. Kept out of
+/// `eval` so that `eval`'s own stack frame stays small: it recurses for
+/// every node.
+#[inline(never)]
+fn eval_op<'a>(op: Op, nodes: &'a [Node], env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
+    if nodes.len() <= 3 {
+        // Most operators take one to three arguments: evaluate them into a
+        // fixed array on the stack, the hot path for comparisons.
+        let mut args = [Val::Null, Val::Null, Val::Null];
+        for (slot, node) in args.iter_mut().zip(nodes.iter()) {
+            match leaf(node, env, scope) {
+                Some(v) => *slot = v,
+                None => *slot = eval(node, env, scope)?,
+            }
+        }
+        return apply(op, &args[..nodes.len()], env, scope);
+    }
+    let mut args = Args::with_capacity(nodes.len());
+    for node in nodes.iter() {
+        args.push(eval_arg(node, env, scope)?);
+    }
+    apply(op, &args, env, scope)
+}
+
+/// `and` (stops at the first falsy value) and `or` (at the first truthy
+/// one); both return the value they stopped at.
+#[inline(never)]
+fn eval_and_or<'a>(args: &'a [Node], or: bool, env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
+    let mut current = Val::Null;
+    for arg in args {
+        current = eval_arg(arg, env, scope)?;
+        if truthy(&current) == or {
+            break;
+        }
+    }
+    Ok(current)
+}
+
+#[inline(never)]
+fn eval_array<'a>(nodes: &'a [Node], env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
+    let items = nodes
+        .iter()
+        .map(|n| eval(n, env, scope))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Val::List(items.into()))
+}
+
+#[inline(never)]
 fn eval_if<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
     let mut index = 0;
     while index + 1 < args.len() {
-        if truthy(&eval(&args[index], env, scope)?) {
-            return eval(&args[index + 1], env, scope);
+        if truthy(&eval_arg(&args[index], env, scope)?) {
+            return eval_arg(&args[index + 1], env, scope);
         }
         index += 2;
     }
     match args.get(index) {
-        Some(last) => eval(last, env, scope),
+        Some(last) => eval_arg(last, env, scope),
         None => Ok(Val::Null),
     }
 }
 
+#[inline(never)]
 fn eval_iter<'a>(kind: IterKind, args: &'a [Node], env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
     let empty = || Val::List(Rc::from(Vec::new()));
     let (items_node, logic) = match (args.first(), args.get(1)) {
@@ -182,6 +233,7 @@ fn eval_iter<'a>(kind: IterKind, args: &'a [Node], env: &Env<'a>, scope: Scope<'
     }
 }
 
+#[inline(never)]
 fn eval_reduce<'a>(
     args: &'a [Node],
     init: &'a Json,
@@ -213,6 +265,7 @@ fn eval_reduce<'a>(
     Ok(acc)
 }
 
+#[inline(never)]
 fn eval_var<'a>(var: &'a VarNode, env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
     let default = match &var.default {
         Some(node) => eval(node, env, scope)?,
@@ -436,6 +489,7 @@ fn arg<'v, 'a>(args: &'v [Val<'a>], i: usize) -> &'v Val<'a> {
     args.get(i).unwrap_or(&NULL)
 }
 
+#[inline(never)]
 fn apply<'a>(op: Op, args: &[Val<'a>], env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
     let a = arg(args, 0);
     let b = arg(args, 1);
@@ -707,6 +761,7 @@ fn substr<'a>(string: &Val<'a>, index: &Val<'a>, length: Option<&Val<'a>>) -> Re
     ))
 }
 
+#[inline(never)]
 fn eval_fractional<'a>(f: &'a Fractional, env: &Env<'a>, scope: Scope<'_, 'a>) -> Res<'a> {
     let Some(fixed) = &f.fixed else {
         let vals = f
