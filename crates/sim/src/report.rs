@@ -204,7 +204,7 @@ pub fn goals(reports: &[FamilyReport]) -> Vec<Goal> {
         let best_peer = r
             .rules
             .iter()
-            .filter(|s| s.rule != "backout" && s.rule != "sprt-oracle")
+            .filter(|s| s.rule != "backout" && !s.rule.starts_with("sprt"))
             .filter_map(|s| s.median_time_to_detect.map(|t| (t, s.rule)))
             .min_by(|a, b| a.0.total_cmp(&b.0));
         let oracle = r
@@ -222,7 +222,18 @@ pub fn goals(reports: &[FamilyReport]) -> Vec<Goal> {
             .map_or("no peer detects in half the runs".to_owned(), |(p, n)| {
                 format!("best peer {n} {p:.0}s")
             });
-        let oracle_text = oracle.map_or("oracle n/a".to_owned(), |o| format!("oracle {o:.0}s"));
+        let ratio_only = r
+            .rules
+            .iter()
+            .find(|s| s.rule == "sprt-ratio")
+            .and_then(|s| s.median_time_to_detect);
+        let oracle_text = match (oracle, ratio_only) {
+            (Some(o), Some(q)) if (q - o).abs() >= 1.0 => {
+                format!("oracle {o:.0}s, {q:.0}s knowing only the ratio")
+            }
+            (Some(o), _) => format!("oracle {o:.0}s"),
+            _ => "oracle n/a".to_owned(),
+        };
         let ttd = ours.median_time_to_detect;
         out.push(Goal {
             family: r.family,

@@ -280,3 +280,64 @@ impl Family {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Draws `n` scenarios of `name` and checks a property of each.
+    fn check(name: &str, property: impl Fn(&Scenario) -> bool) {
+        let family = families()
+            .into_iter()
+            .find(|f| f.name == name)
+            .expect("family exists");
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..200 {
+            let s = family.sample(&mut rng);
+            assert!(
+                s.rps > 0.0 && (0.0..1.0).contains(&s.canary_weight),
+                "{name}: {s:?}"
+            );
+            assert!(property(&s), "{name}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn families_draw_what_they_promise() {
+        check("aa-very-low", |s| {
+            s.rps <= 2.0 && s.error_ratio == 1.0 && s.latency_ratio == 1.0
+        });
+        check("aa-high", |s| s.rps >= 300.0);
+        check("bursty", |s| s.burst_shape.is_some());
+        check("shared-incident", |s| {
+            s.incident
+                .as_ref()
+                .is_some_and(|i| i.start + i.duration < s.duration)
+        });
+        check("cold-start", |s| {
+            s.cold_start.as_ref().is_some_and(|c| c.tau <= 10.0)
+        });
+        check("at-tolerance", |s| {
+            s.error_ratio == 1.2 && s.latency_ratio == 1.1
+        });
+        check("errors-50x", |s| {
+            s.error_ratio == 50.0 && s.base_error * 50.0 <= 0.25
+        });
+        check("late-onset", |s| (600.0..1200.0).contains(&s.onset));
+        check("latency-1.3x", |s| {
+            s.latency_ratio == 1.3 && s.error_ratio == 1.0
+        });
+        check("low-traffic", |s| s.rps <= 10.0 && s.error_ratio == 10.0);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = families().iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
+    }
+}

@@ -5,6 +5,7 @@ use crate::run::Tolerances;
 use crate::scenario::Scenario;
 use crate::traffic::Truth;
 use backout_judge::Window;
+use backout_judge::evalue::{binomial_log_lr, canary_share};
 
 /// Wald's sequential probability ratio test of "the canary sits exactly on
 /// the judge's tolerance line" against "the canary is as bad as it really
@@ -14,8 +15,16 @@ use backout_judge::Window;
 /// the regression. It exists to show where "faster" would beat physics.
 /// It starts at the onset or at the end of the judge's warm-up, whichever
 /// is later: it sees the data the judge may use, and no more.
+///
+/// [`Sprt::ratio_only`] is the same test told only the error *ratio*, not
+/// the baseline's rate: given each tick's errors it uses the canary's share,
+/// as the judge must. The gap between the two is the price of not knowing
+/// the baseline, which no judge can avoid; it is large when the canary takes
+/// a large share of traffic.
 #[derive(Debug)]
 pub struct Sprt {
+    name: &'static str,
+    ratio_only: bool,
     start: f64,
     upper: f64,
     lower: f64,
@@ -37,6 +46,15 @@ enum Kind {
 }
 
 impl Sprt {
+    /// The same oracle told only the error ratio (latency: unchanged).
+    pub fn ratio_only(s: &Scenario, tol: Tolerances) -> Self {
+        Sprt {
+            name: "sprt-ratio",
+            ratio_only: true,
+            ..Sprt::new(s, tol)
+        }
+    }
+
     /// The oracle for `scenario`, at level `alpha` (β = 5 %).
     pub fn new(s: &Scenario, tol: Tolerances) -> Self {
         let (alpha, error_tolerance, latency_tolerance) = (tol.alpha, tol.errors, tol.latency);
@@ -56,6 +74,8 @@ impl Sprt {
             Kind::None
         };
         Sprt {
+            name: "sprt-oracle",
+            ratio_only: false,
             start: tol.warmup,
             upper: ((1.0 - beta) / alpha).ln(),
             lower: (beta / (1.0 - alpha)).ln(),
@@ -67,7 +87,7 @@ impl Sprt {
 
 impl Rule for Sprt {
     fn name(&self) -> &'static str {
-        "sprt-oracle"
+        self.name
     }
 
     fn observe(&mut self, w: &Window, truth: &Truth) -> bool {
@@ -81,10 +101,22 @@ impl Rule for Sprt {
                 if p1 <= p0 || p0 <= 0.0 {
                     return false;
                 }
-                let n = w.canary.requests as f64;
-                let k = w.canary.errors.min(w.canary.requests) as f64;
-                self.llr +=
-                    k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).max(1e-300).ln();
+                if self.ratio_only {
+                    let (nc, nb) = (w.canary.requests as f64, w.baseline.requests as f64);
+                    let ec = w.canary.errors.min(w.canary.requests);
+                    let errors = ec + w.baseline.errors.min(w.baseline.requests);
+                    let share = |ratio: f64| canary_share(ratio, nc, nb);
+                    let ratio = truth.p_canary / truth.p_baseline.max(f64::MIN_POSITIVE);
+                    if nc > 0.0 && nb > 0.0 {
+                        self.llr +=
+                            binomial_log_lr(ec, errors, share(ratio), share(1.0 + tolerance));
+                    }
+                } else {
+                    let n = w.canary.requests as f64;
+                    let k = w.canary.errors.min(w.canary.requests) as f64;
+                    self.llr +=
+                        k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).max(1e-300).ln();
+                }
             }
             Kind::Latency {
                 null_log,
