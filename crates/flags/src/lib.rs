@@ -34,6 +34,7 @@ mod eval;
 mod flag;
 mod fractional;
 mod load;
+mod locate;
 mod pynum;
 mod resolve;
 mod rule;
@@ -43,5 +44,7 @@ mod value;
 
 pub use context::{Context, ContextError};
 pub use flag::{Flag, FlagSet, State};
-pub use load::{DocumentError, Format, Loaded, Problem, Severity, load, load_str, parse};
+pub use load::{
+    DocumentError, Format, Loaded, Problem, Severity, load, load_str, locate_problems, parse,
+};
 pub use resolve::{ErrorCode, EvalError, FlagType, Reason, Resolution};

@@ -65,6 +65,9 @@ pub struct Problem {
     /// A JSON pointer (RFC 6901) to the offending value.
     pub path: String,
     pub message: String,
+    /// Where the offending value starts in the text (1-based line and
+    /// column), when the document was loaded from JSON text.
+    pub position: Option<(usize, usize)>,
 }
 
 impl std::fmt::Display for Problem {
@@ -73,6 +76,9 @@ impl std::fmt::Display for Problem {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
+        if let Some((line, column)) = self.position {
+            write!(f, "{line}:{column}: ")?;
+        }
         match &self.flag {
             Some(flag) => write!(
                 f,
@@ -113,9 +119,21 @@ pub fn parse(text: &str, format: Format) -> Result<Json, DocumentError> {
     }
 }
 
-/// Parses and loads document text.
+/// Parses and loads document text; problems in JSON text carry their
+/// line and column.
 pub fn load_str(text: &str, format: Format) -> Result<Loaded, DocumentError> {
-    load(&parse(text, format)?)
+    let mut loaded = load(&parse(text, format)?)?;
+    locate_problems(text, format, &mut loaded.problems);
+    Ok(loaded)
+}
+
+/// Fills in where each problem is in the document text (JSON only).
+pub fn locate_problems(text: &str, format: Format, problems: &mut [Problem]) {
+    if format == Format::Json {
+        for problem in problems {
+            problem.position = crate::locate::locate(text, &problem.path);
+        }
+    }
 }
 
 /// The flag fields flagd defines.
@@ -163,6 +181,7 @@ pub fn load(doc: &Json) -> Result<Loaded, DocumentError> {
         Some(other) => {
             problems.push(Problem {
                 severity: Severity::Error,
+                position: None,
                 flag: None,
                 path: "/$evaluators".into(),
                 message: format!(
@@ -206,6 +225,7 @@ fn load_flag(
 ) -> Result<Flag, Problem> {
     let fail = |at: String, message: String| Problem {
         severity: Severity::Error,
+        position: None,
         flag: Some(key.to_owned()),
         path: at,
         message,
@@ -293,6 +313,7 @@ fn load_flag(
         let names: Vec<String> = variants.iter().map(|(k, _)| format!("`{k}`")).collect();
         problems.push(Problem {
             severity: Severity::Warning,
+            position: None,
             flag: Some(key.to_owned()),
             path: format!("{path}/defaultVariant"),
             message: format!(
@@ -362,6 +383,7 @@ fn check_metadata(
 ) -> Map<String, Json> {
     let problem = |at: String, message: String| Problem {
         severity: Severity::Error,
+        position: None,
         flag: flag.map(str::to_owned),
         path: at,
         message,

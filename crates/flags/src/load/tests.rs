@@ -153,3 +153,17 @@ fn unreadable_documents_fail_whole() {
     assert!(err.to_string().starts_with("2:8:"), "{err}");
     assert!(load_str("flags: [", Format::Yaml).is_err());
 }
+
+#[test]
+fn problems_in_json_text_carry_line_and_column() {
+    let text = "{\"flags\": {\n  \"ok\": {\"state\": \"ENABLED\", \"variants\": {\"on\": true}, \"defaultVariant\": \"on\"},\n  \"bad\": {\"state\": \"ENABLED\", \"variants\": {\"on\": true},\n          \"targeting\": {\"if\": [{\"regex\": [1]}, \"on\"]}}\n}}";
+    let loaded = load_str(text, Format::Json).expect("loads");
+    let problem = loaded.problems.first().expect("one problem");
+    assert_eq!(problem.position, Some((4, 42)));
+    assert!(
+        problem
+            .to_string()
+            .starts_with("4:42: error: flag `bad` at /flags/bad/targeting/if/0/regex"),
+        "{problem}"
+    );
+}

@@ -78,10 +78,11 @@ impl FileSource {
                 path: self.display(),
                 error,
             })?;
-        let loaded = backout_flags::load(&doc).map_err(|error| SourceError::Document {
+        let mut loaded = backout_flags::load(&doc).map_err(|error| SourceError::Document {
             path: self.display(),
             error,
         })?;
+        backout_flags::locate_problems(&text, self.format, &mut loaded.problems);
         Ok((doc, loaded))
     }
 
@@ -127,7 +128,7 @@ impl FileSource {
         match result {
             Ok((doc, loaded)) => {
                 for problem in &loaded.problems {
-                    tracing::warn!(file = %self.display(), "{problem}");
+                    tracing::warn!("{}:{problem}", self.display());
                 }
                 Ok(store.publish(doc, loaded, now))
             }
