@@ -3,6 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+/// One allocator for the whole process; see the workspace Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod cmd;
 mod logging;
 mod signal;

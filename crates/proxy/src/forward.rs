@@ -122,16 +122,10 @@ async fn forward(
     let upgrade = is_upgrade(&req);
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let original_host = request_host_owned(&parts.uri, &parts.headers);
+    let original_host = request_host_value(&parts.uri, &parts.headers);
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarded(&mut parts.headers, client, original_host.as_deref());
-    let path = upstream_path(service, &parts.uri);
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(admitted.endpoint.uri_base.clone())
-        .path_and_query(path)
-        .build();
-    let uri = match uri {
+    add_forwarded(&mut parts.headers, client, original_host.as_ref());
+    let uri = match upstream_uri(service, &parts.uri, &admitted.endpoint.uri_base) {
         Ok(u) => u,
         Err(e) => {
             admitted.abandon();
@@ -150,8 +144,6 @@ async fn forward(
             parts.version = Version::HTTP_11;
             if !parts.headers.contains_key(header::HOST)
                 && let Some(h) = original_host
-                    .as_deref()
-                    .and_then(|h| HeaderValue::from_str(h).ok())
             {
                 parts.headers.insert(header::HOST, h);
             }
@@ -167,8 +159,8 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, body);
 
     let timeout = service.spec.timeouts.request.get();
-    let result = tokio::time::timeout(timeout, pool.client.request(upstream_req)).await;
-    let endpoint = admitted.endpoint.label.clone();
+    let result = tokio::time::timeout(timeout, pool.client().request(upstream_req)).await;
+    let endpoint = Arc::clone(&admitted.endpoint);
     let mut resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) if broken.load(Ordering::Relaxed) => {
@@ -192,7 +184,7 @@ async fn forward(
                 kind,
                 started,
                 &format!("{e}: {}", root_cause(&e)),
-                &endpoint,
+                &endpoint.label,
             );
         }
         Err(_) => {
@@ -206,7 +198,7 @@ async fn forward(
                 UpstreamFailure::Timeout,
                 started,
                 &msg,
-                &endpoint,
+                &endpoint.label,
             );
         }
     };
@@ -448,7 +440,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: Option<&str>) {
+fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: Option<&HeaderValue>) {
     let ip = client.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
@@ -462,34 +454,50 @@ fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: Option<&str>
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     if !headers.contains_key(&X_FORWARDED_HOST)
-        && let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok())
+        && let Some(v) = host
     {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
+        headers.insert(X_FORWARDED_HOST.clone(), v.clone());
     }
 }
 
-/// The `Host` the client addressed, port included, as sent upstream.
-fn request_host_owned(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    uri.authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| headers.get(header::HOST)?.to_str().ok().map(str::to_string))
+/// The `Host` the client addressed, port included, as sent upstream: the
+/// Host header (a cheap clone) or, for HTTP/2 clients, the authority.
+fn request_host_value(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    match uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => headers.get(header::HOST).cloned(),
+    }
 }
 
-/// The path and query to send upstream, with the service's prefix removed
-/// when it asks for that.
-fn upstream_path(service: &Service, uri: &Uri) -> String {
-    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    match (&service.spec.path_prefix, service.spec.strip_prefix) {
+/// The upstream URI: the endpoint's authority and the request's path and
+/// query, with the service's prefix removed when it asks for that. Built
+/// from parts so the common case copies no bytes.
+fn upstream_uri(
+    service: &Service,
+    uri: &Uri,
+    endpoint: &http::uri::Authority,
+) -> Result<Uri, http::Error> {
+    let pq = match (&service.spec.path_prefix, service.spec.strip_prefix) {
         (Some(prefix), true) if prefix_match(prefix, uri.path()) => {
-            let rest = &pq[prefix.len()..];
-            if rest.starts_with('/') {
+            let full = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let rest = &full[prefix.len()..];
+            let stripped = if rest.starts_with('/') {
                 rest.to_string()
             } else {
                 format!("/{rest}")
-            }
+            };
+            http::uri::PathAndQuery::try_from(stripped)?
         }
-        _ => pq.to_string(),
-    }
+        _ => uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(endpoint.clone());
+    parts.path_and_query = Some(pq);
+    Ok(Uri::from_parts(parts)?)
 }
 
 #[cfg(test)]
@@ -564,7 +572,11 @@ mod tests {
     fn forwarded_headers() {
         let client: SocketAddr = "10.0.0.7:5555".parse().unwrap();
         let mut h = headers(&[]);
-        add_forwarded(&mut h, client, Some("shop.example:8080"));
+        add_forwarded(
+            &mut h,
+            client,
+            Some(&HeaderValue::from_static("shop.example:8080")),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example:8080");

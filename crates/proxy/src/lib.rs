@@ -27,6 +27,7 @@ mod prober;
 pub mod router;
 pub mod service;
 pub mod window;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ pub struct ProxyConfig {
     pub admin: Option<SocketAddr>,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Data-plane worker threads; 0 means one per core.
+    pub workers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,8 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start a worker thread: {source}")]
+    Worker { source: std::io::Error },
 }
 
 /// A running proxy. Dropping it without [`RunningProxy::shutdown`] leaves
@@ -89,11 +94,17 @@ pub struct RunningProxy {
     pub state: Arc<AdminState>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl RunningProxy {
     /// Builds every service and binds every listener.
     pub async fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
+        let workers = if config.workers == 0 {
+            worker::default_count()
+        } else {
+            config.workers
+        };
         let metrics = Arc::new(Metrics::new());
         let events = Arc::new(EventLog::default());
         let mut services = BTreeMap::new();
@@ -106,12 +117,10 @@ impl RunningProxy {
                 .listen
                 .or(config.default_listen)
                 .ok_or_else(|| ProxyError::NoListener(spec.name.clone()))?;
-            let service =
-                Service::new(spec.clone(), &metrics, Arc::clone(&events)).map_err(|source| {
-                    ProxyError::Route {
-                        service: spec.name.clone(),
-                        source,
-                    }
+            let service = Service::new(spec.clone(), &metrics, Arc::clone(&events), workers)
+                .map_err(|source| ProxyError::Route {
+                    service: spec.name.clone(),
+                    source,
                 })?;
             let service = Arc::new(service);
             let peers = by_listener.entry(addr).or_default();
@@ -132,20 +141,39 @@ impl RunningProxy {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut listeners = Vec::new();
+        // Each worker gets its own socket for every listener address.
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<router::ServiceIndex>)>> =
+            (0..workers).map(|_| Vec::new()).collect();
         for (addr, peers) in by_listener {
-            let listener =
-                listener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
-            let bound = listener
+            let index = Arc::new(router::ServiceIndex::new(peers));
+            let first = listener::bind_std(addr, true)
+                .map_err(|source| ProxyError::Bind { addr, source })?;
+            let bound = first
                 .local_addr()
                 .map_err(|source| ProxyError::Bind { addr, source })?;
             listeners.push((addr, bound));
-            let index = Arc::new(router::ServiceIndex::new(peers));
-            tasks.push(tokio::spawn(listener::serve(
-                listener,
-                index,
-                shutdown_rx.clone(),
-                config.drain_timeout,
-            )));
+            for (w, socks) in per_worker.iter_mut().enumerate() {
+                let sock = if w == 0 {
+                    first.try_clone()
+                } else {
+                    listener::bind_std(bound, true)
+                }
+                .map_err(|source| ProxyError::Bind {
+                    addr: bound,
+                    source,
+                })?;
+                socks.push((sock, Arc::clone(&index)));
+            }
+        }
+        let mut worker_threads = Vec::new();
+        for (i, socks) in per_worker.into_iter().enumerate() {
+            let rx = shutdown_rx.clone();
+            let drain = config.drain_timeout;
+            let handle = std::thread::Builder::new()
+                .name(format!("backout-worker-{i}"))
+                .spawn(move || run_worker(i, socks, rx, drain))
+                .map_err(|source| ProxyError::Worker { source })?;
+            worker_threads.push(handle);
         }
 
         for service in services.values() {
@@ -167,8 +195,10 @@ impl RunningProxy {
         let admin = match config.admin {
             None => None,
             Some(addr) => {
-                let listener =
-                    listener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
+                let std_listener = listener::bind_std(addr, false)
+                    .map_err(|source| ProxyError::Bind { addr, source })?;
+                let listener = tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(|source| ProxyError::Bind { addr, source })?;
                 let bound = listener
                     .local_addr()
                     .map_err(|source| ProxyError::Bind { addr, source })?;
@@ -195,6 +225,7 @@ impl RunningProxy {
             state,
             shutdown,
             tasks,
+            workers: worker_threads,
         })
     }
 
@@ -221,5 +252,45 @@ impl RunningProxy {
         for t in self.tasks {
             let _ = t.await;
         }
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
     }
+}
+
+/// One data-plane worker: a single-threaded runtime serving its sockets
+/// until shutdown, then draining.
+fn run_worker(
+    index: usize,
+    sockets: Vec<(std::net::TcpListener, Arc<router::ServiceIndex>)>,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = index, error = %e, "cannot start worker runtime");
+            return;
+        }
+    };
+    worker::enter(index);
+    runtime.block_on(async move {
+        let mut serving = tokio::task::JoinSet::new();
+        for (sock, index) in sockets {
+            match tokio::net::TcpListener::from_std(sock) {
+                Ok(l) => {
+                    serving.spawn(listener::serve(l, index, shutdown.clone(), drain));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot adopt listener socket"),
+            }
+        }
+        while serving.join_next().await.is_some() {}
+    });
 }

@@ -25,7 +25,9 @@ pub struct Pool {
     pub service: String,
     pub spec: PoolSpec,
     pub endpoints: Vec<Arc<Endpoint>>,
-    pub(crate) client: UpstreamClient,
+    /// One client per data-plane worker (connections stay on the thread
+    /// that made them), plus one for any other thread.
+    clients: Vec<UpstreamClient>,
     breaker: Mutex<Breaker>,
     in_flight: AtomicU32,
     pub metrics: VersionMetrics,
@@ -123,16 +125,46 @@ impl Drop for Admitted {
     }
 }
 
+fn upstream_client(spec: &PoolSpec, timeouts: &TimeoutsSpec) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeouts.connect.get()));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        // Per worker and endpoint; bursts beyond this reconnect rather than
+        // keep thousands of idle upstream connections (and their buffers).
+        .pool_max_idle_per_host(128)
+        .http2_only(spec.protocol == Protocol::H2c);
+    builder.build(connector)
+}
+
+/// What every pool of a service shares when it is built.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolContext<'a> {
+    pub service: &'a str,
+    pub timeouts: &'a TimeoutsSpec,
+    pub metrics: &'a Metrics,
+    pub events: &'a Arc<EventLog>,
+    /// Data-plane worker threads, each of which gets its own client.
+    pub workers: usize,
+    pub now_ms: u64,
+}
+
 impl Pool {
-    pub fn new(
-        service: &str,
-        name: &str,
-        spec: PoolSpec,
-        timeouts: &TimeoutsSpec,
-        metrics: &Metrics,
-        events: Arc<EventLog>,
-        now_ms: u64,
-    ) -> Self {
+    pub fn new(ctx: PoolContext<'_>, name: &str, spec: PoolSpec) -> Self {
+        let PoolContext {
+            service,
+            timeouts,
+            metrics,
+            events,
+            workers,
+            now_ms,
+        } = ctx;
+        let events = Arc::clone(events);
         let endpoints = spec
             .endpoints
             .iter()
@@ -145,18 +177,9 @@ impl Pool {
                 Arc::new(Endpoint::new(url.clone(), &spec.probes, gauge))
             })
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect.get()));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .http2_only(spec.protocol == Protocol::H2c);
-        let client = builder.build(connector);
+        let clients = (0..=workers)
+            .map(|_| upstream_client(&spec, timeouts))
+            .collect();
         let states = [
             BreakerState::Closed,
             BreakerState::Open,
@@ -183,12 +206,18 @@ impl Pool {
             ejections: metrics.ejections.with_label_values(&[service, name]),
             metrics: metrics.version(service, name),
             endpoints,
-            client,
+            clients,
             in_flight: AtomicU32::new(0),
             breaker_state_gauges,
             spec,
             events,
         }
+    }
+
+    /// The client for the calling thread.
+    pub(crate) fn client(&self) -> &UpstreamClient {
+        let last = self.clients.len() - 1;
+        &self.clients[crate::worker::current().map_or(last, |w| w.min(last))]
     }
 
     /// Whether any endpoint can take traffic now.

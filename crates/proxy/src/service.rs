@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::clock;
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Metrics;
-use crate::pool::{Pool, PoolStatus};
+use crate::pool::{Pool, PoolContext, PoolStatus};
 use crate::window::WindowView;
 
 /// The route in force, with its pools resolved, so a request needs one
@@ -104,21 +104,22 @@ impl Service {
         spec: ServiceSpec,
         metrics: &Metrics,
         events: Arc<EventLog>,
+        workers: usize,
     ) -> Result<Self, RouteError> {
         let now = clock::mono_ms();
         let pools: BTreeMap<String, Arc<Pool>> = spec
             .pools
             .iter()
             .map(|(name, p)| {
-                let pool = Pool::new(
-                    &spec.name,
-                    name,
-                    p.clone(),
-                    &spec.timeouts,
+                let ctx = PoolContext {
+                    service: &spec.name,
+                    timeouts: &spec.timeouts,
                     metrics,
-                    Arc::clone(&events),
-                    now,
-                );
+                    events: &events,
+                    workers,
+                    now_ms: now,
+                };
+                let pool = Pool::new(ctx, name, p.clone());
                 (name.clone(), Arc::new(pool))
             })
             .collect();

@@ -70,6 +70,7 @@ async fn demo(args: Args) -> miette::Result<ExitCode> {
         default_listen: Some(local),
         admin: Some(local),
         drain_timeout: Duration::from_secs(5),
+        workers: 0,
     })
     .await
     .into_diagnostic()?;

@@ -46,6 +46,9 @@ pub struct Args {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     drain_timeout: String,
+    /// Data-plane worker threads, each with its own event loop (0: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -61,9 +64,16 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         default_listen: Some(args.listen),
         admin: Some(args.admin),
         drain_timeout: drain.get(),
+        workers: args.workers,
     };
     crate::logging::init();
-    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    // The data plane runs on its own worker threads; this runtime only
+    // carries the admin API, probes and the health watcher.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
     runtime.block_on(serve(config))
 }
 

@@ -84,6 +84,7 @@ impl Harness {
             default_listen: Some(local()),
             admin: Some(local()),
             drain_timeout: Duration::from_secs(5),
+            workers: 2,
         })
         .await
         .unwrap();
