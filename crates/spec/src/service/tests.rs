@@ -91,3 +91,22 @@ fn error_messages() {
     insta::assert_snapshot!(check_error("name: web\nsticky: {ip: 1}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:10: sticky: unknown variant `ip`, expected one of header, cookie, client_addr");
     insta::assert_snapshot!(check_error("name: [web\n"), @"svc.yaml:1:7: name: expected string scalar");
 }
+
+/// The examples the README points to stay valid.
+#[test]
+fn shipped_examples_parse() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") && path.file_name().is_some_and(|n| n != "flags.yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !text.contains("\npools:") {
+                continue; // not a service file
+            }
+            ServiceSpec::parse(&Source::new(path.display().to_string(), text)).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+}
