@@ -28,6 +28,22 @@ fn backout(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Rounds every number to 6 decimals: the snapshot is about the judge's
+/// decisions, not the last bit of a float (which JSON parsers round-trip
+/// differently depending on serde_json's `float_roundtrip` feature).
+fn rounded(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .and_then(|f| serde_json::Number::from_f64((f * 1e6).round() / 1e6))
+            .map_or(Value::Null, Value::Number),
+        Value::Array(a) => Value::Array(a.into_iter().map(rounded).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, rounded(v))).collect()),
+        other => other,
+    }
+}
+
 /// The verdict transitions of a replay, then the last line in full.
 fn summary(stdout: &str) -> String {
     let mut text = String::new();
@@ -51,7 +67,7 @@ fn summary(stdout: &str) -> String {
         last = d;
     }
     text.push_str("\nlast line:\n");
-    text.push_str(&serde_json::to_string_pretty(&last).unwrap_or_default());
+    text.push_str(&serde_json::to_string_pretty(&rounded(last)).unwrap_or_default());
     text
 }
 
