@@ -36,7 +36,7 @@ const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
 /// **Bet.** `ρ₁` is a predictable plug-in: estimated from recent ticks only,
 /// never from the tick being bet on. Several look-back windows are tried
 /// (10, 30, 60 s and the configured `window`); the one whose own likelihood
-/// ratio is largest wins, and only if that ratio clears [`GATE`]. So a
+/// ratio is largest wins, and only if that ratio clears a gate (1.5 nats). So a
 /// regression that starts late is picked up by a short window within
 /// seconds, unmixed with the healthy past, and a long healthy history does
 /// not drain the e-process, because noise rarely opens the gate.

@@ -36,7 +36,7 @@ const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
 /// **Bets.** `1 + λ(x − ½)` with `λ` from the mean and variance of recent
 /// scores (aGRAPA). As in the error-rate check, several look-back windows
 /// are tried (10, 30, 60 s and `window`) and the one with the most evidence
-/// is used, only once it clears [`GATE`]: a late change is bet on within
+/// is used, only once it clears a gate (2 nats): a late change is bet on within
 /// seconds and a long healthy history does not drain the wealth.
 /// The mirror bet `1 + λ(½ − x)` on the same scores tests the promotion null
 /// "the canary is at least (1+tol)× slower" (there `E[x] ≥ 1/2`).
