@@ -5,9 +5,9 @@
 //! Pure: every call takes `now_ms` (monotonic milliseconds).
 
 use backout_spec::BreakerSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,

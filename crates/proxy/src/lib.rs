@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 pub use admin::AdminState;
 pub use events::{Event, EventKind, EventLog};
 pub use metrics::Metrics;
-pub use service::{RouteApplied, Service, ServiceStatus, WindowsReport};
+pub use service::{Role, RouteApplied, Service, ServiceStatus, VersionWindows, WindowsReport};
 
 /// What to run: services, where their listeners are, and the admin API.
 #[derive(Debug, Clone)]

@@ -342,6 +342,10 @@ impl Pool {
         );
     }
 
+    pub fn breaker_state(&self) -> BreakerState {
+        self.lock_breaker().state()
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }

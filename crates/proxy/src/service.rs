@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use backout_routing::{RouteError, RouteSpec, RouteTable, StickyKey, Target};
 use backout_spec::ServiceSpec;
 use http::HeaderName;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock;
 use crate::events::{EventKind, EventLog};
@@ -80,8 +80,19 @@ pub struct ServiceStatus {
     pub pools: Vec<PoolStatus>,
 }
 
-/// The windows of every version, for the judge.
-#[derive(Debug, Clone, Serialize)]
+/// The part a version plays in the current route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Stable,
+    Canary,
+    /// A pool the route does not use.
+    Idle,
+}
+
+/// The windows of every version, for the judge. This is the wire format of
+/// `GET /admin/v1/services/{name}/windows`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WindowsReport {
     pub service: String,
     pub now_ms: u64,
@@ -91,11 +102,15 @@ pub struct WindowsReport {
     pub versions: Vec<VersionWindows>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionWindows {
     pub version: String,
-    /// `stable`, `canary`, or `idle` for a pool the route does not use.
-    pub role: &'static str,
+    pub role: Role,
+    /// Endpoints that can take traffic now, out of how many.
+    pub available_endpoints: usize,
+    pub endpoints: usize,
+    /// The circuit breaker's state now.
+    pub breaker: crate::breaker::BreakerState,
     pub windows: Vec<WindowView>,
 }
 
@@ -240,14 +255,15 @@ impl Service {
 
     pub fn windows(&self, since_ms: u64) -> WindowsReport {
         let now = clock::unix_ms();
+        let mono = clock::mono_ms();
         let route = self.route.load();
         let role = |name: &str| {
             if route.table.stable() == name {
-                "stable"
+                Role::Stable
             } else if route.table.canary() == Some(name) {
-                "canary"
+                Role::Canary
             } else {
-                "idle"
+                Role::Idle
             }
         };
         WindowsReport {
@@ -262,6 +278,9 @@ impl Service {
                 .map(|p| VersionWindows {
                     version: p.name.clone(),
                     role: role(&p.name),
+                    available_endpoints: p.available_count(mono),
+                    endpoints: p.endpoints.len(),
+                    breaker: p.breaker_state(),
                     windows: p.metrics.windows(since_ms, now),
                 })
                 .collect(),

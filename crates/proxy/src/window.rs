@@ -4,7 +4,7 @@
 //!
 //! Pure: the caller passes the wall-clock time and the random source.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::outcome::{Outcome, Rejection, UpstreamFailure};
 
@@ -24,6 +24,7 @@ struct Window {
     upstream: [u64; 3],
     downstream: u64,
     rejected: [u64; 3],
+    causes: [u64; 4],
     latency_seen: u64,
     latency_sum_us: u64,
     latency_max_us: u64,
@@ -32,7 +33,7 @@ struct Window {
 }
 
 /// One window as reported to the judge and the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowView {
     pub start_ms: u64,
     /// False for the window still filling.
@@ -44,6 +45,9 @@ pub struct WindowView {
     pub upstream_failures: UpstreamCounts,
     pub downstream_failures: u64,
     pub rejected: RejectionCounts,
+    /// Each request once, by what went wrong, so a consumer can choose
+    /// which causes count as errors.
+    pub error_causes: ErrorCauses,
     /// Uniform sample (at most 200) of this window's latencies.
     pub latency_ms: Vec<f64>,
     /// How many latencies the sample was drawn from.
@@ -52,7 +56,7 @@ pub struct WindowView {
     pub latency_max_ms: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Classes {
     #[serde(rename = "1xx")]
     pub c1: u64,
@@ -66,14 +70,28 @@ pub struct Classes {
     pub c5: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Mutually exclusive causes: a rejected request is not also counted as a
+/// 5xx, an upstream failure not also as the 502 the proxy answered with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCauses {
+    /// 5xx answered by the application itself.
+    pub http_5xx: u64,
+    /// Connect failures, resets and timeouts of the version.
+    pub upstream: u64,
+    /// Refused by the proxy for the version (bulkhead, breaker, no endpoint).
+    pub rejected: u64,
+    /// 4xx answered by the application: not errors by default.
+    pub http_4xx: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamCounts {
     pub connect: u64,
     pub reset: u64,
     pub timeout: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectionCounts {
     pub bulkhead: u64,
     pub breaker: u64,
@@ -126,6 +144,9 @@ impl WindowRing {
         if let Some(r) = outcome.rejection {
             w.rejected[r as usize] += 1;
         }
+        if let Some(cause) = cause(outcome) {
+            w.causes[cause] += 1;
+        }
         if let Some(us) = outcome.latency_us {
             w.latency_seen += 1;
             w.latency_sum_us += us;
@@ -163,6 +184,23 @@ impl WindowRing {
     }
 }
 
+/// Index into `Window::causes`, in `ErrorCauses` field order.
+fn cause(o: &Outcome) -> Option<usize> {
+    if o.downstream_failure {
+        None
+    } else if o.rejection.is_some() {
+        Some(2)
+    } else if o.upstream_failure.is_some() {
+        Some(1)
+    } else {
+        match o.status {
+            Some(s) if s >= 500 => Some(0),
+            Some(s) if s >= 400 => Some(3),
+            _ => None,
+        }
+    }
+}
+
 fn view(w: &Window, complete: bool) -> WindowView {
     let ms = |us: u64| us as f64 / 1000.0;
     WindowView {
@@ -187,6 +225,12 @@ fn view(w: &Window, complete: bool) -> WindowView {
             bulkhead: w.rejected[Rejection::Bulkhead as usize],
             breaker: w.rejected[Rejection::Breaker as usize],
             no_endpoint: w.rejected[Rejection::NoEndpoint as usize],
+        },
+        error_causes: ErrorCauses {
+            http_5xx: w.causes[0],
+            upstream: w.causes[1],
+            rejected: w.causes[2],
+            http_4xx: w.causes[3],
         },
         latency_ms: w.sample_us.iter().map(|&us| ms(u64::from(us))).collect(),
         latency_count: w.latency_seen,

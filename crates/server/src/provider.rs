@@ -12,9 +12,11 @@
 //! do about it.
 
 mod prometheus;
+mod proxy;
 mod webhook;
 
 pub use prometheus::{PrometheusProvider, PrometheusQuery};
+pub use proxy::{ErrorClasses, ProxyProvider, series as proxy_series};
 pub use webhook::WebhookProvider;
 
 use backout_judge::{GroupWindow, Window};
