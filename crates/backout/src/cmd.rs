@@ -2,6 +2,7 @@
 
 pub mod analysis;
 pub mod demo;
+pub mod demo_app;
 pub mod flags;
 pub mod proxy;
 pub mod simulate;

@@ -31,6 +31,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the traffic switch: quick mode from flags, or service files.
     Proxy(cmd::proxy::Args),
+    /// The demo application, as its own process (used by the demo and tests).
+    #[command(hide = true)]
+    DemoApp(cmd::demo_app::Args),
     /// Canary analysis on recorded data (`replay`).
     #[command(subcommand)]
     Analysis(cmd::analysis::Command),
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Version => cmd::version::run(),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Proxy(a) => cmd::proxy::run(a),
+        Command::DemoApp(a) => cmd::demo_app::run(a),
         Command::Analysis(c) => cmd::analysis::run(c),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Flags(c) => cmd::flags::serve(c),

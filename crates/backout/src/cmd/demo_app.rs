@@ -1,0 +1,81 @@
+//! `backout demo-app`: the demo application as its own process, for the
+//! process driver, the demo and tests that need real upstream processes.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backout_proxy::demo_app::{Control, DemoApp};
+use clap::Args as ClapArgs;
+use miette::{IntoDiagnostic, miette};
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Version name the app reports (body and `x-demo-version`).
+    #[arg(long)]
+    version: String,
+    /// Share of requests (0 to 1) answered with 500.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Mean added latency per request, e.g. `5ms`.
+    #[arg(long, default_value = "0ms")]
+    latency: String,
+    /// Share of requests (0 to 1) that take ten times the mean.
+    #[arg(long, default_value_t = 0.0)]
+    tail: f64,
+    /// Behave well for this long after start, then apply the error rate,
+    /// latency and tail (a release that goes bad under load), e.g. `5s`.
+    #[arg(long)]
+    degrade_after: Option<String>,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    for (flag, v) in [("--error-rate", args.error_rate), ("--tail", args.tail)] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(miette!("{flag}: a share from 0 to 1; got {v}"));
+        }
+    }
+    let latency =
+        backout_spec::Duration::parse(&args.latency).map_err(|e| miette!("--latency: {e}"))?;
+    let degrade_after = args
+        .degrade_after
+        .as_deref()
+        .map(|d| backout_spec::Duration::parse(d).map_err(|e| miette!("--degrade-after: {e}")))
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    runtime.block_on(async move {
+        let control = Arc::new(Control::new(&args.version));
+        let (error_rate, tail) = (args.error_rate, args.tail);
+        let apply = move |c: &Control| {
+            c.set_error_rate(error_rate);
+            c.set_latency(latency.get());
+            c.set_tail(tail);
+        };
+        if degrade_after.is_none() {
+            apply(&control);
+        }
+        let app = DemoApp::start(SocketAddr::new(args.host, args.port), Arc::clone(&control))
+            .await
+            .into_diagnostic()?;
+        println!("demo-app {} listening on http://{}", args.version, app.addr);
+        if let Some(after) = degrade_after {
+            let c = Arc::clone(&control);
+            tokio::spawn(async move {
+                tokio::time::sleep(after.get()).await;
+                apply(&c);
+            });
+        }
+        crate::signal::wait_for_shutdown().await;
+        app.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
