@@ -31,7 +31,7 @@ if ! command -v wrk >/dev/null; then
 fi
 log "building backout (release)"
 cargo build --release -q -p backout
-BACKOUT="$ROOT/target/release/backout"
+BACKOUT="${CARGO_TARGET_DIR:-$ROOT/target}/release/backout"
 if [ ! -x "$TOOLS/bin/unleash-edge" ]; then
     log "building Unleash Edge from crates.io (once; slow)"
     cargo install -q --locked unleash-edge --root "$TOOLS"
@@ -110,8 +110,10 @@ kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 
 log "Unleash Edge (offline): frontend API evaluation of all flags"
 EDGE_TOKEN='*:development.bench-token'
-"$EDGE" --port "$EDGE_PORT" --interface 127.0.0.1 offline --bootstrap-file "$WORK/unleash-features.json" \
-    --tokens "$EDGE_TOKEN" --frontend-tokens "$EDGE_TOKEN" >"$WORK/edge.log" 2>&1 &
+# As many workers as backout's runtime has threads (one per core).
+"$EDGE" --port "$EDGE_PORT" --interface 127.0.0.1 --workers "$(nproc)" offline \
+    --bootstrap-file "$WORK/unleash-features.json" \
+    --client-tokens "$EDGE_TOKEN" --frontend-tokens "$EDGE_TOKEN" >"$WORK/edge.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$EDGE_PORT/internal-backstage/health"
 EDGE_URL="http://127.0.0.1:$EDGE_PORT/api/frontend"
