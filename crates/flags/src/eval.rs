@@ -37,7 +37,9 @@ type Res<'a> = Result<Val<'a>, Fault>;
 pub(crate) enum Scope<'s, 'a> {
     Root,
     Item(&'s Val<'a>),
-    Reduce { acc: &'s Val<'a>, cur: &'s Val<'a> },
+    /// Accumulator and current item. One reference keeps `Scope` two words
+    /// wide, so it travels in registers on every call.
+    Reduce(&'s [Val<'a>; 2]),
 }
 
 type Args<'a> = SmallVec<[Val<'a>; 4]>;
@@ -248,20 +250,15 @@ fn eval_reduce<'a>(
     let Some(items) = list.items() else {
         return Ok(init);
     };
-    let mut acc = init;
+    let mut pair = [init, Val::Null];
     for item in items.iter() {
-        acc = match args.get(1) {
-            Some(logic) => eval(
-                logic,
-                env,
-                Scope::Reduce {
-                    acc: &acc,
-                    cur: &item,
-                },
-            )?,
+        pair[1] = item;
+        pair[0] = match args.get(1) {
+            Some(logic) => eval(logic, env, Scope::Reduce(&pair))?,
             None => Val::Null,
         };
     }
+    let [acc, _] = pair;
     Ok(acc)
 }
 
@@ -297,7 +294,7 @@ fn walk<'p, 'a>(
     let mut cursor = match scope {
         Scope::Root => Cursor::Root,
         Scope::Item(v) => Cursor::At(v.clone()),
-        Scope::Reduce { acc, cur } => Cursor::Reduce(acc.clone(), cur.clone()),
+        Scope::Reduce([acc, cur]) => Cursor::Reduce(acc.clone(), cur.clone()),
     };
     for prop in props {
         cursor = match cursor {
@@ -405,7 +402,7 @@ fn numeric_key<'a>(key: &Val<'a>, scope: Scope<'_, 'a>) -> Result<Option<Val<'a>
         Scope::Item(v) => v.clone(),
         // The top-level data and reduce's pair are objects: numbers never
         // name one of their members.
-        Scope::Root | Scope::Reduce { .. } => return Ok(None),
+        Scope::Root | Scope::Reduce(_) => return Ok(None),
     };
     let index = match key {
         Val::Bool(b) => i64::from(*b),
@@ -438,7 +435,7 @@ fn numeric_key<'a>(key: &Val<'a>, scope: Scope<'_, 'a>) -> Result<Option<Val<'a>
 fn whole<'a>(env: &Env<'a>, scope: Scope<'_, 'a>) -> Val<'a> {
     match scope {
         Scope::Item(v) => v.clone(),
-        Scope::Reduce { acc, cur } => reduce_object(acc, cur),
+        Scope::Reduce([acc, cur]) => reduce_object(acc, cur),
         Scope::Root => {
             let mut map: Map<String, Json> = env.ctx.attributes.clone();
             map.insert("$flagd".into(), flagd_object(env).to_json());
@@ -845,7 +842,7 @@ fn shorthand_key<'a>(
             Some(key) if !key.is_empty() => Some((Val::Str(env.flag_key), Val::Str(key))),
             _ => None,
         }),
-        Scope::Reduce { .. } => Ok(None),
+        Scope::Reduce(_) => Ok(None),
         Scope::Item(item) => {
             let fault = || {
                 Fault("`fractional` without a bucket-by value needs an object to read `targetingKey` from".into())
