@@ -4,12 +4,17 @@
 //!
 //! Pure: no I/O beyond what the caller hands in as text.
 
+pub mod driver;
 mod duration;
 mod endpoint;
 mod error;
 mod service;
 mod yaml;
 
+pub use driver::{
+    ByteSize, CommandSpec, DriverFile, DriverSpec, HooksSpec, PortRange, ProcessSpec, RestartSpec,
+    StaticSpec,
+};
 pub use duration::Duration;
 pub use endpoint::{EndpointUrl, Protocol};
 pub use error::SpecError;
