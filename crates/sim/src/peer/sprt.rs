@@ -91,7 +91,9 @@ impl Rule for Sprt {
     }
 
     fn observe(&mut self, w: &Window, truth: &Truth) -> bool {
-        if !truth.regressed || w.t <= self.start {
+        // The judge's first judged tick is the one stamped at the end of its
+        // warm-up (`t < warmup` is warm-up), so the oracle's is too.
+        if !truth.regressed || w.t < self.start {
             return false;
         }
         match self.kind {
@@ -135,5 +137,73 @@ impl Rule for Sprt {
             self.llr = 0.0;
         }
         self.llr >= self.upper
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backout_judge::GroupWindow;
+
+    /// Feeds a blatant 50× error regression from t = 1 and returns when the
+    /// oracle (or its ratio-only twin) first alarms.
+    fn first_alarm(ratio_only: bool, warmup: f64) -> Option<f64> {
+        let scenario = Scenario {
+            duration: 100.0,
+            rps: 1100.0,
+            canary_weight: 1.0 / 11.0,
+            base_error: 0.01,
+            error_ratio: 50.0,
+            latency_median_ms: 50.0,
+            latency_sigma: 0.5,
+            latency_ratio: 1.0,
+            onset: 0.0,
+            burst_shape: None,
+            incident: None,
+            cold_start: None,
+        };
+        let tol = Tolerances {
+            alpha: 0.01,
+            errors: 0.2,
+            latency: 0.1,
+            warmup,
+        };
+        let mut rule = if ratio_only {
+            Sprt::ratio_only(&scenario, tol)
+        } else {
+            Sprt::new(&scenario, tol)
+        };
+        let truth = Truth {
+            p_baseline: 0.01,
+            p_canary: 0.5,
+            regressed: true,
+        };
+        (1..=100).map(f64::from).find(|&t| {
+            let w = Window {
+                t,
+                baseline: GroupWindow::counts(1000, 10),
+                canary: GroupWindow::counts(100, 50),
+            };
+            rule.observe(&w, &truth)
+        })
+    }
+
+    #[test]
+    fn the_oracle_sees_what_the_judge_may_use() {
+        // Ticks stamped before the end of the warm-up are the judge's
+        // warm-up; the tick stamped at its end is the first one judged.
+        for (ratio_only, warmup, expected) in [
+            (false, 30.0, Some(30.0)),
+            (true, 30.0, Some(30.0)),
+            (false, 0.0, Some(1.0)),
+            (true, 5.0, Some(5.0)),
+            (false, 200.0, None),
+        ] {
+            assert_eq!(
+                first_alarm(ratio_only, warmup),
+                expected,
+                "ratio_only {ratio_only}, warm-up {warmup}"
+            );
+        }
     }
 }
