@@ -222,3 +222,36 @@ fn sync_dir(path: &Path) {
     #[cfg(not(unix))]
     let _ = path;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The durability promise rests on these settings of the writing
+    /// connection; `synchronous` is per connection, so only this module can
+    /// see it.
+    #[test]
+    fn the_writer_syncs_every_commit_of_a_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("backout.db")).unwrap();
+        let writer = lock(&store.writer);
+        let get = |pragma: &str| -> String {
+            writer
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(get("journal_mode"), "Text(\"wal\")");
+        assert_eq!(get("synchronous"), "Integer(2)"); // FULL
+        assert_eq!(get("busy_timeout"), "Integer(5000)");
+        assert_eq!(get("application_id"), "Integer(1651208052)");
+        drop(writer);
+        let reader = lock(&store.reader);
+        let query_only: bool = reader
+            .query_row("PRAGMA query_only", [], |r| r.get(0))
+            .unwrap();
+        assert!(query_only);
+    }
+}
