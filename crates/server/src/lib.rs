@@ -1,5 +1,6 @@
 //! The control plane runtime: everything that does I/O on behalf of the pure
 //! cores (judge, rollout, flags). Each concept is one module.
 
+pub mod driver;
 pub mod ofrep;
 pub mod provider;
