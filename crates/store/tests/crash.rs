@@ -3,11 +3,12 @@
 //!
 //! The parent test re-runs this test binary as a child (selected by an
 //! environment variable) that appends batches in a loop and prints each
-//! acknowledged batch. The parent kills it with SIGKILL after a random
-//! delay, reopens the store, and checks the whole log. Each child first
-//! replays the last two batches the previous child acknowledged or may have
-//! been writing when it died: both must come back as duplicates or as new
-//! whole batches, never half of each.
+//! acknowledged batch. The parent kills it with SIGKILL after a random delay
+//! (from its start, or from its first acknowledgement), reopens the store,
+//! and checks the whole log. Each child first replays the last batch the
+//! previous child acknowledged and the one it may have been writing when it
+//! died: each must come back whole, as duplicates or as new events, never
+//! half of each, and an acknowledged one only as duplicates.
 //!
 //! `BACKOUT_STORE_CRASH_ROUNDS` (default 12) and `BACKOUT_STORE_CRASH_SEED`
 //! (default 1) change the rounds and the kill moments.
@@ -102,7 +103,18 @@ struct Report {
     replays: Vec<(String, String, i64)>,
 }
 
-fn run_child(path: &Path, round: u64, prev_acked: u64, kill_after: Duration) -> Report {
+/// When the parent kills the child.
+#[derive(Debug)]
+enum Kill {
+    /// This long after spawning it: lands in start-up, opening, migrating
+    /// or replaying.
+    AfterSpawn(Duration),
+    /// This long after its first acknowledged batch: lands mid-append,
+    /// however slow the machine is to start the child.
+    AfterFirstAck(Duration),
+}
+
+fn run_child(path: &Path, round: u64, prev_acked: u64, kill: &Kill) -> Report {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD, path)
@@ -114,12 +126,16 @@ fn run_child(path: &Path, round: u64, prev_acked: u64, kill_after: Duration) -> 
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
+    let (first_ack, first_ack_seen) = std::sync::mpsc::channel();
     let lines = std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut lines = Vec::new();
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap() > 0 {
             if line.ends_with('\n') {
+                if line.starts_with("ACK ") {
+                    let _ = first_ack.send(());
+                }
                 lines.push(line.trim().to_owned());
             }
             line.clear();
@@ -131,7 +147,15 @@ fn run_child(path: &Path, round: u64, prev_acked: u64, kill_after: Duration) -> 
         stderr.read_to_string(&mut s).unwrap();
         s
     });
-    std::thread::sleep(kill_after);
+    match kill {
+        Kill::AfterSpawn(delay) => std::thread::sleep(*delay),
+        Kill::AfterFirstAck(delay) => {
+            // No acknowledgement within a minute means the child failed:
+            // the status check below reports it with its output.
+            let _ = first_ack_seen.recv_timeout(Duration::from_secs(60));
+            std::thread::sleep(*delay);
+        }
+    }
     child.kill().unwrap();
     let status = child.wait().unwrap();
     let lines = lines.join().unwrap();
@@ -228,12 +252,14 @@ fn sigkill_at_random_moments() {
     let mut total = 0;
     for round in 0..rounds {
         // Early kills land in opening and migrating; later ones mid-append.
-        let kill_after = Duration::from_millis(if round < 2 {
-            rng.u64(0..40)
+        // Every few rounds the kill lands early: in start-up, opening,
+        // migrating or replaying. The others land mid-append.
+        let kill = if round < 2 || round % 5 == 0 {
+            Kill::AfterSpawn(Duration::from_millis(rng.u64(0..40)))
         } else {
-            rng.u64(20..400)
-        });
-        let report = run_child(&path, round, prev_acked, kill_after);
+            Kill::AfterFirstAck(Duration::from_millis(rng.u64(0..300)))
+        };
+        let report = run_child(&path, round, prev_acked, &kill);
         for (id, outcome, seq) in &report.replays {
             assert_ne!(outcome, "mixed", "replayed batch {id} was half stored");
             if let Some(span) = acked.get(id) {
@@ -261,7 +287,7 @@ fn sigkill_at_random_moments() {
         }
         verify(&all, &acked);
         println!(
-            "round {round}: killed after {kill_after:?}, {} batches acknowledged, {} events stored",
+            "round {round}: killed {kill:?}, {} batches acknowledged, {} events stored",
             report.acked.len(),
             all.len()
         );
