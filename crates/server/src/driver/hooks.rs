@@ -152,20 +152,6 @@ impl HooksDriver {
         };
         let stdout = self.run(hook, command, req, &[]).await?;
         let instances = self.instances_from(hook, command, req, &stdout)?;
-        if instances.is_empty() && req.replicas > 0 {
-            return Err(DriverError::new(
-                KIND,
-                &req.service,
-                &req.version,
-                ErrorKind::Hook,
-                format!(
-                    "the {} hook `{command}` printed no endpoint for {} replica(s)",
-                    hook.name(),
-                    req.replicas
-                ),
-                "print the endpoints the version listens on once it runs",
-            ));
-        }
         self.lock().versions.insert(
             key,
             Recorded {
@@ -199,7 +185,7 @@ impl HooksDriver {
                 &req.version,
                 ErrorKind::Release,
                 format!("cannot build `driver.hooks.{field}`: {e}"),
-                "a release is immutable: register a new version that has the value",
+                "or take the placeholder out of the spec",
             )
         };
         let argv = command
@@ -220,7 +206,7 @@ impl HooksDriver {
         loop {
             let failure =
                 match run::run_once(&argv, &env, &self.workdir, self.spec.timeout.get()).await {
-                    Ok(out) => match check_answer(hook, &out.stdout) {
+                    Ok(out) => match check_answer(hook, req, &out.stdout) {
                         Ok(()) => return Ok(out.stdout),
                         Err(f) => f,
                     },
@@ -332,36 +318,57 @@ impl HooksDriver {
                 },
             )
         })?;
+        // An instance the script printed before keeps its start time:
+        // deploying twice changes nothing.
+        let known = self
+            .lock()
+            .versions
+            .get(&key(&req.service, &req.version))
+            .map(|r| r.instances.clone())
+            .unwrap_or_default();
         let now = clock::unix_millis();
         Ok(endpoints
             .into_iter()
             .enumerate()
-            .map(|(i, endpoint)| Instance {
-                id: instance_id(&req.service, &req.version, i as u32),
-                service: req.service.clone(),
-                version: req.version.clone(),
-                replica: i as u32,
-                endpoint,
-                pid: None,
-                started_at_ms: now,
-                cmdline: Vec::new(),
+            .map(|(i, endpoint)| {
+                let replica = i as u32;
+                let started_at_ms = known
+                    .iter()
+                    .find(|k| k.replica == replica && k.endpoint == endpoint)
+                    .map_or(now, |k| k.started_at_ms);
+                Instance {
+                    id: instance_id(&req.service, &req.version, replica),
+                    service: req.service.clone(),
+                    version: req.version.clone(),
+                    replica,
+                    endpoint,
+                    pid: None,
+                    started_at_ms,
+                    cmdline: Vec::new(),
+                }
             })
             .collect())
     }
 }
 
 /// An answer counts as a failed attempt (and is retried) when it cannot be
-/// read; teardown's output is not an answer.
-fn check_answer(hook: Hook, stdout: &str) -> Result<(), Failure> {
+/// read, or names no endpoint for a version that should have some;
+/// teardown's output is not an answer.
+fn check_answer(hook: Hook, req: &DeployRequest, stdout: &str) -> Result<(), Failure> {
     if hook == Hook::Teardown {
         return Ok(());
     }
-    parse_answer(stdout)
-        .map(|_| ())
-        .map_err(|problem| Failure::Output {
-            problem,
-            stdout: stdout.to_string(),
-        })
+    let problem = match parse_answer(stdout) {
+        Ok(endpoints) if endpoints.is_empty() && req.replicas > 0 => {
+            format!("printed no endpoint for {} replica(s)", req.replicas)
+        }
+        Ok(_) => return Ok(()),
+        Err(problem) => problem,
+    };
+    Err(Failure::Output {
+        problem,
+        stdout: stdout.to_string(),
+    })
 }
 
 /// Reads the endpoints from the last non-empty line of stdout.

@@ -88,7 +88,7 @@ pub(super) async fn launch(
         error(
             ErrorKind::Release,
             format!("cannot build `driver.process.{field}`: {e}"),
-            "a release is immutable: register a new version that has the value".into(),
+            "or take the placeholder out of the spec".into(),
         )
     };
     let argv = spec
