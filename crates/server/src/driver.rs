@@ -262,11 +262,15 @@ pub trait Driver: Send + Sync {
 
     /// Makes exactly `req.replicas` instances of the version run and
     /// returns them all, ordered by replica. Instances that already run are
-    /// kept, so calling it twice changes nothing.
+    /// kept, so calling it twice changes nothing. Returns once the new
+    /// instances are up (the process driver: each accepts connections on
+    /// its port, within `start_timeout`), so run it off the controller's
+    /// tick.
     async fn deploy(&self, req: &DeployRequest) -> Result<Vec<Instance>, DriverError>;
 
     /// The same request with another replica count: starts the missing
-    /// replicas, stops those above the count (highest first).
+    /// replicas and stops those above the count; replicas below it are not
+    /// touched.
     async fn scale(&self, req: &DeployRequest) -> Result<Vec<Instance>, DriverError>;
 
     /// Stops every instance of the version and forgets it. A version that

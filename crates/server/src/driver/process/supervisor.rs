@@ -39,8 +39,42 @@ struct Supervisor {
     replica: u32,
     /// The port the replica had last; a restart keeps it when it can.
     port: u16,
-    backoff: Duration,
+    backoff: Backoff,
     restarts: u32,
+}
+
+/// The restart policy, apart from the clock: `exited` and `failed` say how
+/// long to wait before the next start.
+#[derive(Debug)]
+struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(spec: backout_spec::RestartSpec) -> Self {
+        Backoff {
+            first: spec.backoff.get(),
+            max: spec.max_backoff.get(),
+            next: spec.backoff.get(),
+        }
+    }
+
+    /// The replica exited after running for `uptime`.
+    fn exited(&mut self, uptime: Duration) -> Duration {
+        if uptime >= self.max {
+            self.next = self.first;
+        }
+        self.failed()
+    }
+
+    /// A start failed.
+    fn failed(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
 }
 
 /// Supervises `running` until told to stop or until the driver is dropped.
@@ -51,7 +85,7 @@ pub(super) async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut sup = Supervisor {
-        backoff: shared.spec.restart.backoff.get(),
+        backoff: Backoff::new(shared.spec.restart),
         replica: running.instance.replica,
         port: running
             .instance
@@ -131,10 +165,12 @@ impl Supervisor {
     /// report, and schedule the restart.
     async fn exited(&mut self, running: &Running, status: String) -> Phase {
         group::kill_remains(running.pid).await;
-        if running.started.elapsed() >= self.shared.spec.restart.max_backoff.get() {
-            self.backoff = self.shared.spec.restart.backoff.get();
-        }
-        let delay = self.next_delay();
+        let delay = self.backoff.exited(running.started.elapsed());
+        tracing::warn!(
+            instance = %running.instance.id,
+            pid = running.pid,
+            "replica exited with {status}; starting it again in {delay:?}"
+        );
         let _ = self.shared.events.send(DriverEvent::Exited {
             instance: running.instance.clone(),
             status,
@@ -177,7 +213,13 @@ impl Supervisor {
                 (Phase::Up(Box::new(running)), Ok(instance))
             }
             Err(e) => {
-                let delay = self.next_delay();
+                let delay = self.backoff.failed();
+                tracing::warn!(
+                    service = %self.req.service,
+                    version = %self.req.version,
+                    replica = self.replica,
+                    "{e}; trying again in {delay:?}"
+                );
                 let _ = self.shared.events.send(DriverEvent::RestartFailed {
                     service: self.req.service.clone(),
                     version: self.req.version.clone(),
@@ -195,11 +237,39 @@ impl Supervisor {
             }
         }
     }
+}
 
-    /// The current back-off, doubling it for next time.
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.shared.spec.restart.max_backoff.get());
-        delay
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events in order (`Some(uptime)` for an exit, `None` for a failed
+    /// start) and the waits they get, with back-off 1s up to 8s.
+    fn check(events: &[Option<u64>], waits: &[u64]) {
+        let mut b = Backoff::new(backout_spec::RestartSpec {
+            backoff: backout_spec::Duration::from_secs(1),
+            max_backoff: backout_spec::Duration::from_secs(8),
+        });
+        let got: Vec<u64> = events
+            .iter()
+            .map(|e| match e {
+                Some(up) => b.exited(Duration::from_secs(*up)),
+                None => b.failed(),
+            })
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(got, waits, "{events:?}");
+    }
+
+    #[test]
+    fn backoff() {
+        check(&[Some(0)], &[1]);
+        check(
+            &[Some(0), Some(0), Some(0), Some(0), Some(0)],
+            &[1, 2, 4, 8, 8],
+        );
+        check(&[Some(0), None, None, None], &[1, 2, 4, 8]);
+        check(&[Some(0), Some(0), Some(0), Some(8)], &[1, 2, 4, 1]);
+        check(&[Some(0), Some(0), Some(7)], &[1, 2, 4]);
     }
 }
