@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -454,4 +455,65 @@ async fn a_chatty_replica_log_is_capped() {
     .await;
     d.teardown("web", "v9").await.unwrap();
     assert!(!group_alive(up[0].pid.unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_versions_run_side_by_side_and_concurrent_deploys_start_each_replica_once() {
+    let data = tempfile::tempdir().unwrap();
+    let d = Arc::new(driver(data.path(), &demo("")));
+    let stable = DeployRequest::new("web", "v1", 2);
+    let canary = DeployRequest::new("web", "v2", 1);
+    let (a, b, c) = tokio::join!(d.deploy(&stable), d.deploy(&stable), d.deploy(&canary));
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let _cleanup = Cleanup([pids(&a), pids(&c)].concat());
+    assert_eq!(
+        a, b,
+        "the second deploy waited for the first and found it done"
+    );
+    let ports: BTreeSet<_> = a
+        .iter()
+        .chain(&c)
+        .map(|i| i.endpoint.authority().port_u16())
+        .collect();
+    assert_eq!(ports.len(), 3);
+    assert_eq!(get(&a[1]).await.unwrap(), "v1\n");
+    assert_eq!(get(&c[0]).await.unwrap(), "v2\n");
+
+    d.teardown("web", "v2").await.unwrap();
+    assert!(get(&c[0]).await.is_err());
+    assert_eq!(
+        get(&a[0]).await.unwrap(),
+        "v1\n",
+        "the stable version is untouched"
+    );
+    d.teardown("web", "v1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_from_the_workdir_with_port_and_version_in_the_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let bin = data.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let app = bin.join("app.sh");
+    std::fs::write(
+        &app,
+        format!(
+            "#!/bin/sh\necho \"greeting=$GREETING\"\nexec {BIN} demo-app --port \"$PORT\" --version \"$BACKOUT_VERSION-$BACKOUT_REPLICA\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = driver(
+        data.path(),
+        "    command: [./app.sh]\n    workdir: bin\n    env: {GREETING: 'hello {config.name} from {service}'}\n    replicas: 2\n",
+    );
+    let mut req = DeployRequest::new("web", "v10", 2);
+    req.config.insert("name".into(), "ada".into());
+    let up = d.deploy(&req).await.unwrap();
+    let _cleanup = Cleanup(pids(&up));
+    assert_eq!(get(&up[0]).await.unwrap(), "v10-0\n");
+    assert_eq!(get(&up[1]).await.unwrap(), "v10-1\n");
+    let log = std::fs::read_to_string(d.log_path("web", "v10", 1)).unwrap();
+    assert!(log.contains("greeting=hello ada from web"), "{log}");
+    d.teardown("web", "v10").await.unwrap();
 }
