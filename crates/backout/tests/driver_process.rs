@@ -96,7 +96,7 @@ fn group_alive(pgid: u32) -> bool {
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
+    for _ in 0..400 {
         if check() {
             return;
         }
@@ -439,7 +439,7 @@ async fn a_chatty_replica_log_is_capped() {
     let data = tempfile::tempdir().unwrap();
     let d = Arc::new(driver(
         data.path(),
-        "    command: \"while true; do echo 0123456789012345678901234567890123456789012345678901234567890123456789; sleep 0.01; done & BIN demo-app --port {port} --version {version}\"\n    log_max_size: 8KiB\n    stop_timeout: 2s\n",
+        "    command: \"while true; do echo 0123456789012345678901234567890123456789012345678901234567890123456789; sleep 0.01; done & BIN demo-app --port {port} --version {version}\"\n    log_max_size: 2KiB\n    stop_timeout: 2s\n",
     ));
     let up = d.deploy(&DeployRequest::new("web", "v9", 1)).await.unwrap();
     let _cleanup = Cleanup(pids(&up));
