@@ -22,6 +22,7 @@
 //!     scale: ./scale.sh           # optional: deploy is run again
 //!     teardown: ./teardown.sh
 //!     restart: ./restart.sh       # optional
+//!     replicas: 3                 # BACKOUT_REPLICAS; default 1
 //!     timeout: 60s
 //!     retries: 2
 //!     retry_backoff: 1s
@@ -58,6 +59,16 @@ pub enum DriverSpec {
 }
 
 impl DriverSpec {
+    /// Replicas a version gets unless a rollout asks for another count;
+    /// `None` for static endpoints, whose count is what the release lists.
+    pub fn replicas(&self) -> Option<u32> {
+        match self {
+            DriverSpec::Process(p) => Some(p.replicas.get()),
+            DriverSpec::Static(_) => None,
+            DriverSpec::Hooks(h) => Some(h.replicas.get()),
+        }
+    }
+
     /// The kind as written in the spec (`process`, `static`, `hooks`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -211,6 +222,9 @@ pub struct HooksSpec {
     /// Replaces one instance (`BACKOUT_INSTANCE` names it); `None` runs
     /// `deploy` again, which is expected to replace what is unhealthy.
     pub restart: Option<CommandSpec>,
+    /// Replicas per version unless a rollout asks for another count
+    /// (`BACKOUT_REPLICAS`).
+    pub replicas: NonZeroU32,
     /// A run that takes longer is killed (with its process group) and
     /// counts as a failed attempt.
     pub timeout: Duration,
@@ -235,6 +249,7 @@ impl HooksSpec {
             scale: None,
             teardown,
             restart: None,
+            replicas: NonZeroU32::MIN,
             timeout: Self::DEFAULT_TIMEOUT,
             retries: Self::DEFAULT_RETRIES,
             retry_backoff: Self::DEFAULT_RETRY_BACKOFF,

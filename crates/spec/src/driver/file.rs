@@ -124,6 +124,8 @@ pub struct HooksFile {
     #[serde(default)]
     restart: Option<Spanned<CommandFile>>,
     #[serde(default)]
+    replicas: Option<NonZeroU32>,
+    #[serde(default)]
     timeout: Option<Spanned<Duration>>,
     #[serde(default)]
     retries: Option<Spanned<u32>>,
@@ -333,6 +335,7 @@ impl HooksFile {
             scale: optional(self.scale, "scale")?,
             teardown: command(src, self.teardown, &at("teardown"), scope)?,
             restart: optional(self.restart, "restart")?,
+            replicas: self.replicas.unwrap_or(NonZeroU32::MIN),
             timeout,
             retries,
             retry_backoff: self

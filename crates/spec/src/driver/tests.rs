@@ -105,6 +105,8 @@ fn static_and_hooks_parse() {
     assert_eq!(h.retries, 0);
     assert_eq!(h.retry_backoff, HooksSpec::DEFAULT_RETRY_BACKOFF);
     assert!(h.scale.is_none() && h.restart.is_none());
+    assert_eq!(DriverSpec::Hooks(h).replicas(), Some(1));
+    assert_eq!(DriverSpec::Static(StaticSpec {}).replicas(), None);
 }
 
 #[test]
