@@ -1,10 +1,12 @@
 //! The checks: each turns a stream of windows into a per-tick report.
 //!
-//! Sequential checks ([`ErrorRateCheck`], [`LatencyCheck`]) run two
-//! e-processes each: one against "the canary is within tolerance" (crossing
-//! means rollback) and one against "the canary is outside tolerance"
-//! (crossing means it may be promoted). Guards ([`ThresholdCheck`]) compare a
-//! canary metric with a fixed limit and need the violation to last.
+//! Sequential checks ([`ErrorRateCheck`], [`LatencyCheck`]) bet twice per
+//! tick: against "the canary is within tolerance" (the bets of all checks of
+//! one severity compound into one pooled wealth, see [`crate::pool`], whose
+//! crossing means rollback) and against "the canary is outside tolerance"
+//! (a check's own e-process, whose crossing means it may be promoted).
+//! Guards ([`ThresholdCheck`]) compare a canary metric with a fixed limit and
+//! need the violation to last.
 
 mod error_rate;
 mod latency;
@@ -46,10 +48,17 @@ pub enum Statistic {
 pub struct Context {
     /// Seconds since the canary started.
     pub t: f64,
-    /// This check's share of the rollback error budget.
+    /// The rollback error budget of the check's pool (see [`crate::pool`]).
     pub alpha: f64,
-    /// This check's share of the promotion error budget.
+    /// The promotion error budget. Each check gets all of it: promotion
+    /// needs *every* check to pass, so a canary outside tolerance on some
+    /// check is promoted only if that check wrongly passes, which has
+    /// probability at most `promote_alpha` (an intersection–union test
+    /// needs no split).
     pub promote_alpha: f64,
+    /// ln of the pooled e-value of the check's pool after this tick, which
+    /// is what is compared with ln(1/α).
+    pub pooled: f64,
     /// The baseline was in an incident as of the previous tick (known
     /// before this tick's data, so bets may depend on it).
     pub incident: bool,
@@ -65,17 +74,25 @@ pub struct CheckReport {
     pub kind: CheckKind,
     /// Critical or warning.
     pub severity: Severity,
-    /// Share of α and of the vote.
+    /// Share of its pool's wealth when several checks bet (sequential).
     pub weight: f64,
     /// Sequential (e-process) or guard.
     pub sequential: bool,
     /// Where the check stands.
     pub state: CheckState,
-    /// Sequential: ln of the e-value against "within tolerance";
-    /// guards: the canary's metric value.
+    /// Sequential: ln of this check's own e-value against "within
+    /// tolerance" (the product of its own bets); guards: the canary's
+    /// metric value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statistic: Option<f64>,
-    /// What `statistic` is compared with: ln(1/α) or the guard's limit.
+    /// Sequential: ln of the e-value pooled over the sequential checks of
+    /// the same severity (see [`crate::pool`]); this is what is compared
+    /// with `bound`, and the check with the largest `statistic` in a pool
+    /// that crosses it fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooled_statistic: Option<f64>,
+    /// What `pooled_statistic` (sequential) or `statistic` (guards) is
+    /// compared with: ln(1/α of the pool) or the guard's limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bound: Option<f64>,
     /// Sequential: ln of the e-value against "outside tolerance" (promotion).
@@ -109,6 +126,7 @@ impl CheckReport {
             sequential: kind != CheckKind::Threshold,
             state,
             statistic: None,
+            pooled_statistic: None,
             bound: None,
             promote_statistic: None,
             promote_bound: None,
@@ -165,13 +183,71 @@ impl Check {
         }
     }
 
-    /// Whether it is an e-process (and so takes a share of α).
+    /// Whether it bets (and so belongs to a pool with a share of α).
     pub fn is_sequential(&self) -> bool {
         self.kind() != CheckKind::Threshold
     }
 
-    /// Feeds one window and reports.
-    pub fn observe(&mut self, ctx: &Context, window: &Window) -> CheckReport {
+    /// This check's own ln e-value against "within tolerance" (sequential
+    /// checks only).
+    pub fn own_log_e(&self) -> Option<f64> {
+        match &self.statistic {
+            Statistic::ErrorRate(c) => Some(c.log_e()),
+            Statistic::Latency(c) => Some(c.log_e()),
+            Statistic::Threshold(_) => None,
+        }
+    }
+
+    /// Marks a sequential check failed: its pool crossed ln(1/α) and its
+    /// own evidence is the largest in the pool.
+    pub fn fail(&mut self) {
+        match &mut self.statistic {
+            Statistic::ErrorRate(c) => c.fail(),
+            Statistic::Latency(c) => c.fail(),
+            Statistic::Threshold(_) => {}
+        }
+    }
+
+    /// Feeds one window. A guard reports at once; a sequential check
+    /// returns the bet it placed and reports once its pool has been
+    /// compounded ([`Check::report`]).
+    ///
+    /// During the warm-up a sequential check places no bet, but it does
+    /// remember the tick for *sizing* its first bets: the warm-up keeps
+    /// a cold start from counting as evidence, and a bet sized from data
+    /// that came before it is still a predictable bet, so it keeps the
+    /// e-process valid whatever that data was. If the warm-up held a cold
+    /// start, the first bets are sized for a problem that has passed and
+    /// lose a little wealth (they cannot cause a rollback: that takes
+    /// evidence after the warm-up). If it held a regression present from
+    /// the start, the first bet after the warm-up is already sized for it,
+    /// instead of waiting for fresh data to clear the gate.
+    pub fn observe(&mut self, ctx: &Context, window: &Window) -> Step {
+        let warming = ctx.t < self.warmup;
+        match &mut self.statistic {
+            Statistic::ErrorRate(c) if warming => {
+                c.learn(ctx.t, window);
+                Step::Bet(None)
+            }
+            Statistic::Latency(c) if warming => {
+                c.learn(ctx.t, window);
+                Step::Bet(None)
+            }
+            Statistic::ErrorRate(c) => Step::Bet(c.observe(ctx, window)),
+            Statistic::Latency(c) => Step::Bet(c.observe(ctx, window)),
+            Statistic::Threshold(_) if warming => Step::Report(self.report(ctx)),
+            Statistic::Threshold(c) => {
+                let mut report = c.observe(&self.name, ctx, window);
+                report.severity = self.severity;
+                report.weight = self.weight;
+                Step::Report(report)
+            }
+        }
+    }
+
+    /// The report of a sequential check after its pool has been
+    /// compounded (`ctx.pooled`), or of any check during its warm-up.
+    pub fn report(&self, ctx: &Context) -> CheckReport {
         let mut report = if ctx.t < self.warmup {
             CheckReport::new(
                 &self.name,
@@ -180,14 +256,36 @@ impl Check {
                 format!("warming up until t = {} s", self.warmup),
             )
         } else {
-            match &mut self.statistic {
-                Statistic::ErrorRate(c) => c.observe(&self.name, ctx, window),
-                Statistic::Latency(c) => c.observe(&self.name, ctx, window),
-                Statistic::Threshold(c) => c.observe(&self.name, ctx, window),
+            match &self.statistic {
+                Statistic::ErrorRate(c) => c.report(&self.name, ctx),
+                Statistic::Latency(c) => c.report(&self.name, ctx),
+                // Guards report from `observe`; this is only reached during
+                // their warm-up.
+                Statistic::Threshold(_) => CheckReport::new(
+                    &self.name,
+                    self.kind(),
+                    CheckState::Warmup,
+                    format!("warming up until t = {} s", self.warmup),
+                ),
             }
         };
         report.severity = self.severity;
         report.weight = self.weight;
         report
     }
+
+    /// The check's severity.
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+}
+
+/// What a check did with a tick.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// A guard's report.
+    Report(CheckReport),
+    /// A sequential check's bet: ln of its factor this tick, or `None` when
+    /// it did not bet (warm-up, no edge in recent data, shared incident).
+    Bet(Option<f64>),
 }

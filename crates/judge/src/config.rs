@@ -118,7 +118,10 @@ pub struct CheckConfig {
     /// Critical (rollback) or warning (pause).
     #[serde(default)]
     pub severity: Severity,
-    /// Share of α (sequential checks) and of the pause vote (default 1).
+    /// Sequential checks: the check's share of its severity's pooled wealth
+    /// on ticks when other checks of that severity bet too, and, summed per
+    /// severity, how α is split between critical and warning checks
+    /// (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
     /// Ignore the first this-many seconds of data (default 30 s).

@@ -1,8 +1,10 @@
 //! The judge: checks plus incident detection, fed one window at a time.
 
-use crate::check::{Check, CheckReport, Context};
-use crate::config::{AnalysisConfig, ConfigErrors};
+use crate::check::{Check, CheckReport, Context, Step};
+use crate::config::{AnalysisConfig, ConfigErrors, Severity};
+use crate::evalue::log_bound;
 use crate::incident::IncidentDetector;
+use crate::pool::Pool;
 use crate::verdict::{Decision, decide};
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
@@ -17,10 +19,26 @@ pub struct Judge {
     alpha: f64,
     promote_alpha: f64,
     promote_after: f64,
-    sequential_weight: f64,
     checks: Vec<Check>,
+    pools: Vec<SeverityPool>,
     incident: IncidentDetector,
     last_t: Option<f64>,
+}
+
+/// The sequential checks of one severity and their pooled wealth.
+///
+/// Checks are pooled by severity because the pool's crossing names one
+/// check, and what happens then (rollback or pause) depends on its
+/// severity: pooling a warning check with a critical one could let a
+/// warning's evidence roll back. Pools split α by weight (Bonferroni
+/// across pools), so with the defaults (two critical checks) one pool gets
+/// all of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SeverityPool {
+    severity: Severity,
+    alpha: f64,
+    pool: Pool,
+    crossed: bool,
 }
 
 impl Judge {
@@ -40,17 +58,36 @@ impl Judge {
     }
 
     fn from_checks(config: &AnalysisConfig, checks: Vec<Check>) -> Self {
-        let sequential_weight = checks
+        let sequential_weight: f64 = checks
             .iter()
             .filter(|c| c.is_sequential())
             .map(Check::weight)
             .sum();
+        let pools = [Severity::Critical, Severity::Warning]
+            .into_iter()
+            .filter_map(|severity| {
+                let weight: f64 = checks
+                    .iter()
+                    .filter(|c| c.is_sequential() && c.severity() == severity)
+                    .map(Check::weight)
+                    .sum();
+                (weight > 0.0).then(|| SeverityPool {
+                    severity,
+                    // Weighted Bonferroni across pools: the shares sum to α,
+                    // so the chance that *any* pool wrongly crosses over the
+                    // whole rollout stays at most α.
+                    alpha: config.alpha * weight / sequential_weight,
+                    pool: Pool::new(),
+                    crossed: false,
+                })
+            })
+            .collect();
         Judge {
             alpha: config.alpha,
             promote_alpha: config.promote_alpha,
             promote_after: config.promote_after.get(),
-            sequential_weight,
             checks,
+            pools,
             incident: IncidentDetector::new(config.incident.clone()),
             last_t: None,
         }
@@ -72,25 +109,64 @@ impl Judge {
         // The incident flag comes from earlier ticks only: bets may depend
         // on the past, never on the data they are betting on.
         let incident = self.incident.active();
-        let reports: Vec<CheckReport> = self
+        let context = |check: &Check, pools: &[SeverityPool]| {
+            let pool = pools.iter().find(|p| p.severity == check.severity());
+            Context {
+                t,
+                alpha: pool.map_or(self.alpha, |p| p.alpha),
+                promote_alpha: self.promote_alpha,
+                pooled: pool.map_or(0.0, |p| p.pool.log_wealth()),
+                incident,
+            }
+        };
+        // Every check sees the tick; sequential ones say what they bet.
+        let steps: Vec<Step> = self
             .checks
             .iter_mut()
             .map(|check| {
-                // Weighted Bonferroni: the shares of α sum to α, so the
-                // chance that *any* sequential check wrongly fails over the
-                // whole rollout stays at most α.
-                let share = if self.sequential_weight > 0.0 {
-                    check.weight() / self.sequential_weight
-                } else {
-                    1.0
-                };
-                let ctx = Context {
-                    t,
-                    alpha: self.alpha * share,
-                    promote_alpha: self.promote_alpha * share,
-                    incident,
-                };
+                let ctx = context(check, &self.pools);
                 check.observe(&ctx, window)
+            })
+            .collect();
+        // Each pool compounds its checks' bets. The first time it crosses
+        // ln(1/α), the check with the most evidence of its own fails.
+        for pool in &mut self.pools {
+            let members = || {
+                self.checks
+                    .iter()
+                    .zip(&steps)
+                    .enumerate()
+                    .filter(|(_, (c, _))| c.is_sequential() && c.severity() == pool.severity)
+            };
+            let bets: Vec<(f64, f64)> = members()
+                .filter_map(|(_, (c, s))| match s {
+                    Step::Bet(Some(l)) => Some((c.weight(), *l)),
+                    _ => None,
+                })
+                .collect();
+            pool.pool.step(&bets);
+            if !pool.crossed && pool.pool.log_wealth() >= log_bound(pool.alpha) {
+                pool.crossed = true;
+                let blamed = members()
+                    .filter_map(|(i, (c, _))| c.own_log_e().map(|l| (i, l)))
+                    .fold(None, |best: Option<(usize, f64)>, (i, l)| match best {
+                        Some((_, b)) if b >= l => best,
+                        _ => Some((i, l)),
+                    });
+                if let Some((i, _)) = blamed
+                    && let Some(check) = self.checks.get_mut(i)
+                {
+                    check.fail();
+                }
+            }
+        }
+        let reports: Vec<CheckReport> = self
+            .checks
+            .iter()
+            .zip(steps)
+            .map(|(check, step)| match step {
+                Step::Report(report) => report,
+                Step::Bet(_) => check.report(&context(check, &self.pools)),
             })
             .collect();
         self.incident.update(t, &window.baseline);

@@ -9,17 +9,20 @@
 //! Every verdict carries its reasons: one [`CheckReport`] per check with the
 //! statistic, the bound it is compared with, the estimate and sample sizes.
 //!
-//! The statistics are anytime-valid: each sequential check is an e-process
-//! (a non-negative supermartingale under the null "the canary is within
-//! tolerance"), so by Ville's inequality the chance that it ever crosses
-//! `1/α` is at most `α`, however often the judge looks. See [`evalue`] for
-//! the maths and [`check`] for the checks built on it.
+//! The statistics are anytime-valid: each sequential check bets on every
+//! tick with factors whose conditional expectation is at most 1 under the
+//! null "the canary is within tolerance", and the checks of one severity
+//! pool their wealth ([`pool`]), so the pooled wealth is a non-negative
+//! supermartingale and by Ville's inequality the chance that it ever
+//! crosses `1/α` is at most `α`, however often the judge looks. See
+//! [`evalue`] for the maths and [`check`] for the checks built on it.
 
 pub mod check;
 pub mod config;
 pub mod evalue;
 pub mod incident;
 pub mod judge;
+pub mod pool;
 pub mod recent;
 pub mod verdict;
 pub mod window;

@@ -57,7 +57,26 @@ fn check(
     within: (f64, f64),
     because: &str,
 ) {
-    let decisions = run(&AnalysisConfig::default(), seconds, tick);
+    check_with(
+        &AnalysisConfig::default(),
+        seconds,
+        tick,
+        verdict,
+        within,
+        because,
+    );
+}
+
+/// [`check`] with a config of its own (JSON of an analysis section).
+fn check_with(
+    config: &AnalysisConfig,
+    seconds: u32,
+    tick: impl Fn(f64) -> (GroupWindow, GroupWindow),
+    verdict: Verdict,
+    within: (f64, f64),
+    because: &str,
+) {
+    let decisions = run(config, seconds, tick);
     for d in &decisions {
         assert!(
             !d.reason.is_empty() && d.checks.iter().all(|c| !c.reason.is_empty()),
@@ -136,12 +155,14 @@ fn verdicts_on_scripted_traffic() {
         (1.0, 1.0),
         "not enough data",
     );
-    // Error regressions: 5x, and 3x starting at 10 minutes.
+    // Error regressions: 5x, and 3x starting at 10 minutes. The tick at
+    // t = 30 is the first after the 30 s warm-up, so the earliest possible
+    // rollback.
     check(
         600,
         |_| (group(1000, 10, 1.0, &[]), group(100, 5, 1.0, &[])),
         Verdict::Rollback,
-        (31.0, 120.0),
+        (30.0, 120.0),
         "error_rate",
     );
     check(
@@ -161,7 +182,7 @@ fn verdicts_on_scripted_traffic() {
         600,
         |_| (group(1000, 10, 1.0, &[]), group(100, 1, 2.0, &[])),
         Verdict::Rollback,
-        (31.0, 90.0),
+        (30.0, 90.0),
         "latency",
     );
     // Everything fails for everyone at 40 %: pause (absolute guard excused), never rollback.
@@ -222,6 +243,79 @@ fn verdicts_on_scripted_traffic() {
         (60.0, 100.0),
         "warning check failed: cpu_max",
     );
+}
+
+fn config(json: &str) -> AnalysisConfig {
+    serde_json::from_str(json).expect("valid analysis section")
+}
+
+#[test]
+fn checks_of_one_severity_share_their_budget() {
+    // Latency as a warning: its regression pauses; an error regression
+    // still rolls back. Each severity has its own pool, so a warning's
+    // evidence can never roll back.
+    let split = config(
+        r#"{"checks": [{"kind": "error_rate"}, {"kind": "latency", "severity": "warning"}]}"#,
+    );
+    check_with(
+        &split,
+        600,
+        |_| (group(1000, 10, 1.0, &[]), group(100, 1, 2.0, &[])),
+        Verdict::Pause,
+        (30.0, 90.0),
+        "warning check failed: latency",
+    );
+    check_with(
+        &split,
+        600,
+        |_| (group(1000, 10, 1.0, &[]), group(100, 5, 1.0, &[])),
+        Verdict::Rollback,
+        (30.0, 120.0),
+        "error_rate",
+    );
+    // A regression present from the start is bet on from the first tick
+    // after the warm-up: the bet is sized from the warm-up's ticks.
+    check(
+        120,
+        |_| (group(1000, 10, 1.0, &[]), group(100, 5, 1.0, &[])),
+        Verdict::Rollback,
+        (30.0, 35.0),
+        "error_rate",
+    );
+}
+
+#[test]
+fn budgets_in_reports() {
+    // (config, check, ln(1/α) of its pool, ln(1/α) of its promotion).
+    // With both sequential checks critical, one pool holds all of α = 1 %;
+    // a warning check's pool holds its weight's share. Promotion needs
+    // every check to pass, so each gets all of promote_alpha = 5 % (the
+    // error check splits it between its two routes).
+    let ln = f64::ln;
+    let both = AnalysisConfig::default();
+    let split = config(
+        r#"{"checks": [{"kind": "error_rate", "weight": 3}, {"kind": "latency", "severity": "warning"}]}"#,
+    );
+    for (config, name, bound, promote) in [
+        (&both, "error_rate", ln(100.0), ln(40.0)),
+        (&both, "latency", ln(100.0), ln(20.0)),
+        (&split, "error_rate", ln(400.0 / 3.0), ln(40.0)),
+        (&split, "latency", ln(400.0), ln(20.0)),
+    ] {
+        let last = run(config, 60, |_| {
+            (group(1000, 10, 1.0, &[]), group(100, 1, 1.0, &[]))
+        })
+        .pop()
+        .expect("ticks");
+        let report = last
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .expect("check reported");
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(close(report.bound, bound), "{name}: {report:?}");
+        assert!(close(report.promote_bound, promote), "{name}: {report:?}");
+    }
 }
 
 #[test]

@@ -37,7 +37,10 @@ const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
 /// scores (aGRAPA). As in the error-rate check, several look-back windows
 /// are tried (10, 30, 60 s and `window`) and the one with the most evidence
 /// is used, only once it clears a gate (2 nats): a late change is bet on within
-/// seconds and a long healthy history does not drain the wealth.
+/// seconds and a long healthy history does not drain the wealth. The
+/// warm-up's scores fill the windows too (they size bets, never count as
+/// evidence), so a canary slow from the start is bet on from the first
+/// tick after the warm-up.
 /// The mirror bet `1 + λ(½ − x)` on the same scores tests the promotion null
 /// "the canary is at least (1+tol)× slower" (there `E[x] ≥ 1/2`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +54,9 @@ pub struct LatencyCheck {
     total: Scores,
     baseline_samples: u64,
     canary_samples: u64,
+    /// Mean score over the longest window as of the last tick (for the
+    /// report).
+    recent_mean: Option<f64>,
 }
 
 /// Running sums of scores.
@@ -62,6 +68,12 @@ struct Scores {
 }
 
 impl Scores {
+    fn push(&mut self, x: f64) {
+        self.n += 1;
+        self.sum += x;
+        self.sum_sq += x * x;
+    }
+
     fn add(&mut self, o: &Scores) {
         self.n = self.n.saturating_add(o.n);
         self.sum += o.sum;
@@ -147,7 +159,31 @@ impl LatencyCheck {
             total: Scores::default(),
             baseline_samples: 0,
             canary_samples: 0,
+            recent_mean: None,
         }
+    }
+
+    /// ln of this check's own e-value against "within tolerance".
+    pub(super) fn log_e(&self) -> f64 {
+        self.log_e
+    }
+
+    /// Marks the check failed (its pool crossed, with this check's
+    /// evidence the largest); it stays failed.
+    pub(super) fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    /// Remembers a warm-up tick's scores for sizing later bets; no bet, no
+    /// evidence.
+    pub(super) fn learn(&mut self, t: f64, window: &Window) {
+        let canary: Vec<f64> = window.canary.latencies().collect();
+        let baseline: Vec<f64> = window.baseline.latencies().collect();
+        let mut tick = Scores::default();
+        for x in tick_scores(t, &canary, &baseline, 1.0 + self.tolerance) {
+            tick.push(x);
+        }
+        self.recent.push(t, tick);
     }
 
     /// Bet sizes (against, for promotion) from the recent window with the
@@ -202,38 +238,46 @@ impl LatencyCheck {
         (against.1, promote.1, mean)
     }
 
-    pub(super) fn observe(&mut self, name: &str, ctx: &Context, window: &Window) -> CheckReport {
+    /// Feeds one tick: bets on its scores with sizes from earlier ticks,
+    /// and returns ln of the rollback bet's factor (`None` when no rollback
+    /// bet was placed: no edge in recent data, or a baseline incident).
+    pub(super) fn observe(&mut self, ctx: &Context, window: &Window) -> Option<f64> {
         let factor = 1.0 + self.tolerance;
         let canary: Vec<f64> = window.canary.latencies().collect();
         let baseline: Vec<f64> = window.baseline.latencies().collect();
         self.canary_samples = self.canary_samples.saturating_add(canary.len() as u64);
         self.baseline_samples = self.baseline_samples.saturating_add(baseline.len() as u64);
         let (lambda, lambda_promote, recent_mean) = self.estimate();
+        self.recent_mean = recent_mean;
+        // Decided before looking at this tick, like the bet itself: the
+        // pool's split among checks must be predictable.
         let lambda = if ctx.incident { 0.0 } else { lambda };
         let mut tick = Scores::default();
+        let mut step = 0.0;
         for x in tick_scores(ctx.t, &canary, &baseline, factor) {
-            self.log_e += log_bet(lambda, x, 0.5);
+            step += log_bet(lambda, x, 0.5);
             self.log_e_promote += log_bet(lambda_promote, 1.0 - x, 0.5);
-            tick.n += 1;
-            tick.sum += x;
-            tick.sum_sq += x * x;
+            tick.push(x);
         }
+        self.log_e += step;
         self.recent.push(ctx.t, tick);
         self.total.add(&tick);
+        (lambda > 0.0).then_some(step)
+    }
 
+    /// Where the check stands after this tick's pool update.
+    pub(super) fn report(&self, name: &str, ctx: &Context) -> CheckReport {
+        let factor = 1.0 + self.tolerance;
         let bound = log_bound(ctx.alpha);
         let promote_bound = log_bound(ctx.promote_alpha);
-        if self.log_e >= bound {
-            self.failed = true;
-        }
-        let p = recent_mean;
+        let p = self.recent_mean;
         let p_text = p.map_or("n/a".to_owned(), |p| format!("{p:.3}"));
         let (state, reason) = if self.failed {
             (
                 CheckState::Fail,
                 format!(
-                    "canary is slower than {factor:.2}× baseline: e-value e^{:.2} ≥ 1/α = e^{bound:.2}; recent P(canary > {factor:.2}×baseline) = {p_text} > 0.5",
-                    self.log_e
+                    "canary is slower than {factor:.2}× baseline: pooled e-value e^{:.2} ≥ 1/α = e^{bound:.2}, this check's own e^{:.2}; recent P(canary > {factor:.2}×baseline) = {p_text} > 0.5",
+                    ctx.pooled, self.log_e
                 ),
             )
         } else if self.canary_samples == 0 && self.baseline_samples == 0 {
@@ -261,8 +305,9 @@ impl LatencyCheck {
             (
                 CheckState::Continue,
                 format!(
-                    "no conclusion: e-value e^{:.2} < e^{bound:.2}, promotion e^{:.2} < e^{promote_bound:.2}; recent P(canary > {factor:.2}×baseline) = {p_text}{}",
+                    "no conclusion: e-value e^{:.2} (pooled e^{:.2}) < e^{bound:.2}, promotion e^{:.2} < e^{promote_bound:.2}; recent P(canary > {factor:.2}×baseline) = {p_text}{}",
                     self.log_e,
+                    ctx.pooled,
                     self.log_e_promote,
                     if ctx.incident {
                         "; not betting during a baseline incident"
@@ -274,6 +319,7 @@ impl LatencyCheck {
         };
         let mut report = CheckReport::new(name, CheckKind::Latency, state, reason);
         report.statistic = finite(self.log_e);
+        report.pooled_statistic = finite(ctx.pooled);
         report.bound = finite(bound);
         report.promote_statistic = finite(self.log_e_promote);
         report.promote_bound = finite(promote_bound);
