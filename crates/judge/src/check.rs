@@ -144,6 +144,20 @@ pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// The rollback evidence of a sequential check that has not failed, in
+/// words: the pooled e-value against its bound, and the check's own part.
+/// A pool that crossed on another check's evidence is said so, rather than
+/// printing a pooled value "below" a bound it exceeds.
+pub(crate) fn pooled_evidence(own: f64, pooled: f64, bound: f64) -> String {
+    if pooled >= bound {
+        format!(
+            "this check's own e-value e^{own:.2}; its pool crossed e^{bound:.2} (e^{pooled:.2}) on another check's evidence"
+        )
+    } else {
+        format!("pooled e-value e^{pooled:.2} < e^{bound:.2} (this check's own e^{own:.2})")
+    }
+}
+
 impl Check {
     /// A check with default severity (critical), weight 1 and no warm-up.
     pub fn new(name: String, statistic: Statistic) -> Self {

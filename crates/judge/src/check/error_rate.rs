@@ -1,6 +1,6 @@
 //! Canary error rate against baseline's, with a tolerance.
 
-use super::{CheckReport, Context, finite};
+use super::{CheckReport, Context, finite, pooled_evidence};
 use crate::config::CheckKind;
 use crate::evalue::{binomial_log_lr, canary_share, log_bound, poisson_log_lr, ratio_from_share};
 use crate::recent::Recent;
@@ -298,9 +298,8 @@ impl ErrorRateCheck {
             (
                 CheckState::Continue,
                 format!(
-                    "no conclusion: e-value e^{:.2} (pooled e^{:.2}) < e^{bound:.2}, promotion e^{promote_e:.2} < e^{promote_bound:.2}{} (canary {}/{}, baseline {}/{})",
-                    self.log_e,
-                    ctx.pooled,
+                    "no conclusion: {}, promotion e^{promote_e:.2} < e^{promote_bound:.2}{} (canary {}/{}, baseline {}/{})",
+                    pooled_evidence(self.log_e, ctx.pooled, bound),
                     if ctx.incident {
                         "; not betting during a baseline incident"
                     } else {

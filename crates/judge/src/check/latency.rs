@@ -1,6 +1,6 @@
 //! Canary latency against baseline's, with a tolerance.
 
-use super::{CheckReport, Context, finite};
+use super::{CheckReport, Context, finite, pooled_evidence};
 use crate::config::CheckKind;
 use crate::evalue::{exceedance, grapa_lambda, log_bet, log_bound};
 use crate::recent::Recent;
@@ -305,9 +305,8 @@ impl LatencyCheck {
             (
                 CheckState::Continue,
                 format!(
-                    "no conclusion: e-value e^{:.2} (pooled e^{:.2}) < e^{bound:.2}, promotion e^{:.2} < e^{promote_bound:.2}; recent P(canary > {factor:.2}×baseline) = {p_text}{}",
-                    self.log_e,
-                    ctx.pooled,
+                    "no conclusion: {}, promotion e^{:.2} < e^{promote_bound:.2}; recent P(canary > {factor:.2}×baseline) = {p_text}{}",
+                    pooled_evidence(self.log_e, ctx.pooled, bound),
                     self.log_e_promote,
                     if ctx.incident {
                         "; not betting during a baseline incident"
