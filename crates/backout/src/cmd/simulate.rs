@@ -35,6 +35,9 @@ pub struct Args {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Also write the JSON document to this file (one run, both formats).
+    #[arg(long, value_name = "FILE")]
+    pub json_file: Option<PathBuf>,
 }
 
 /// Runs the simulation and prints it.
@@ -69,21 +72,26 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         args.seed,
     );
     let goals = goals(&reports);
+    let doc = || {
+        let doc = serde_json::json!({
+            "seed": args.seed,
+            "runs": args.runs,
+            "families": reports,
+            "goals": goals,
+        });
+        serde_json::to_string_pretty(&doc).into_diagnostic()
+    };
+    if let Some(path) = &args.json_file {
+        std::fs::write(path, doc()? + "\n")
+            .map_err(|e| miette!("--json-file {}: cannot write: {e}", path.display()))?;
+    }
     match args.output {
         Output::Text => {
             print!("{}", table(&reports));
             println!();
             print!("{}", goals_table(&goals));
         }
-        Output::Json => {
-            let doc = serde_json::json!({
-                "seed": args.seed,
-                "runs": args.runs,
-                "families": reports,
-                "goals": goals,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
-        }
+        Output::Json => println!("{}", doc()?),
     }
     Ok(ExitCode::SUCCESS)
 }
