@@ -154,7 +154,7 @@ async fn show_route(
     let route = s.route();
     Ok(Json(serde_json::json!({
         "service": s.name,
-        "route": route.table.spec(),
+        "route": route.spec(),
         "generation": route.generation,
         "applied_at_unix_us": route.applied_at_unix_us,
     }))
@@ -202,7 +202,15 @@ async fn rollback(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = service(&state, &name)?;
-    Ok(Json(s.rollback("admin-api rollback")).into_response())
+    match s.rollback("admin-api rollback") {
+        Some(applied) => Ok(Json(applied).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_route",
+            None,
+            format!("service {name:?} has no route yet: nothing to roll back"),
+        )),
+    }
 }
 
 /// `?since=<unix-ms>`; one number, nothing else.

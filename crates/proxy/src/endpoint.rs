@@ -26,6 +26,8 @@ pub struct Endpoint {
     failure_run: AtomicU32,
     health: Mutex<Health>,
     pub(crate) serving_gauge: IntGauge,
+    /// Cancelled when the endpoint leaves its pool: its probes stop.
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug)]
@@ -35,7 +37,7 @@ struct Health {
 }
 
 /// Health as shown by the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EndpointStatus {
     pub endpoint: String,
     pub available: bool,
@@ -68,6 +70,7 @@ impl Endpoint {
                 outlier: Outlier::default(),
             }),
             serving_gauge,
+            cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 

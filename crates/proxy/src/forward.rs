@@ -88,16 +88,23 @@ async fn forward(
                 Some(ip.as_bytes())
             }
         };
-        let decision = route.table.decide(
+        let (Some(table), Some(stable)) = (&route.table, &route.stable) else {
+            return local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-release",
+                format!(
+                    "backout: service {} has no release deployed yet\n",
+                    service.name
+                ),
+            );
+        };
+        let decision = table.decide(
             &View(req.headers()),
             key,
             fastrand::u16(0..backout_routing::BUCKETS),
         );
-        (
-            Arc::clone(route.pool(decision.target)),
-            decision.target,
-            Arc::clone(&route.stable),
-        )
+        let pool = route.pool(decision.target).unwrap_or(stable);
+        (Arc::clone(pool), decision.target, Arc::clone(stable))
     };
 
     // A canary that cannot take traffic (no ready endpoint, breaker open)

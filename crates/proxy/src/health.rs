@@ -28,7 +28,7 @@ pub(crate) async fn watch_pools(
         let now = clock::mono_ms();
         for service in &services {
             let route = service.route();
-            for pool in service.pools.values() {
+            for pool in service.pools() {
                 let count = pool.available_count(now);
                 pool.available_gauge.set(count as i64);
                 let available = count > 0;
@@ -42,9 +42,9 @@ pub(crate) async fn watch_pools(
                 }
                 let effect = if available {
                     "traffic flows to this version again".to_string()
-                } else if route.canary.as_ref().is_some_and(|c| Arc::ptr_eq(c, pool)) {
+                } else if route.canary.as_ref().is_some_and(|c| Arc::ptr_eq(c, &pool)) {
                     "canary traffic goes to stable".to_string()
-                } else if Arc::ptr_eq(&route.stable, pool) {
+                } else if route.stable.as_ref().is_some_and(|s| Arc::ptr_eq(s, &pool)) {
                     "stable has no endpoint that can take traffic: requests fail with 503"
                         .to_string()
                 } else {

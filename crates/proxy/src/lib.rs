@@ -107,6 +107,12 @@ impl RunningProxy {
         };
         let metrics = Arc::new(Metrics::new());
         let events = Arc::new(EventLog::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let prober = prober::Prober {
+            events: Arc::clone(&events),
+            shutdown: shutdown_rx.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
         let mut services = BTreeMap::new();
         let mut by_listener: BTreeMap<SocketAddr, Vec<Arc<Service>>> = BTreeMap::new();
         for spec in &config.services {
@@ -117,11 +123,17 @@ impl RunningProxy {
                 .listen
                 .or(config.default_listen)
                 .ok_or_else(|| ProxyError::NoListener(spec.name.clone()))?;
-            let service = Service::new(spec.clone(), &metrics, Arc::clone(&events), workers)
-                .map_err(|source| ProxyError::Route {
-                    service: spec.name.clone(),
-                    source,
-                })?;
+            let service = Service::new(
+                spec.clone(),
+                Arc::clone(&metrics),
+                Arc::clone(&events),
+                workers,
+                prober.clone(),
+            )
+            .map_err(|source| ProxyError::Route {
+                service: spec.name.clone(),
+                source,
+            })?;
             let service = Arc::new(service);
             let peers = by_listener.entry(addr).or_default();
             if let Some(other) = peers
@@ -138,7 +150,6 @@ impl RunningProxy {
             services.insert(spec.name.clone(), service);
         }
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut listeners = Vec::new();
         // Each worker gets its own socket for every listener address.
@@ -177,9 +188,7 @@ impl RunningProxy {
         }
 
         for service in services.values() {
-            for pool in service.pools.values() {
-                prober::spawn(pool, &events, &shutdown_rx);
-            }
+            service.start_probes();
         }
         tasks.push(tokio::spawn(health::watch_pools(
             services.values().cloned().collect(),

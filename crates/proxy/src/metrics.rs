@@ -237,7 +237,7 @@ impl Stats {
 }
 
 /// Latency quantiles over the version's whole life, in milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Quantiles {
     pub count: u64,
     pub p50_ms: f64,

@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use backout_spec::{PoolSpec, Protocol, TimeoutsSpec};
+use arc_swap::ArcSwap;
+use backout_spec::{EndpointUrl, PoolSpec, Protocol, TimeoutsSpec};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -24,7 +25,10 @@ pub struct Pool {
     pub name: String,
     pub service: String,
     pub spec: PoolSpec,
-    pub endpoints: Vec<Arc<Endpoint>>,
+    /// Swapped as a whole when the version scales or an instance moves;
+    /// endpoints that stay keep their health history.
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    endpoint_gauges: prometheus::IntGaugeVec,
     /// One client per data-plane worker (connections stay on the thread
     /// that made them), plus one for any other thread.
     clients: Vec<UpstreamClient>,
@@ -39,7 +43,7 @@ pub struct Pool {
 }
 
 /// Pool state for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PoolStatus {
     pub version: String,
     pub protocol: Protocol,
@@ -125,6 +129,17 @@ impl Drop for Admitted {
     }
 }
 
+fn new_endpoint(
+    gauges: &prometheus::IntGaugeVec,
+    service: &str,
+    pool: &str,
+    url: &EndpointUrl,
+    spec: &PoolSpec,
+) -> Arc<Endpoint> {
+    let gauge = gauges.with_label_values(&[service, pool, url.authority().as_ref()]);
+    Arc::new(Endpoint::new(url.clone(), &spec.probes, gauge))
+}
+
 fn upstream_client(spec: &PoolSpec, timeouts: &TimeoutsSpec) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(timeouts.connect.get()));
@@ -168,14 +183,7 @@ impl Pool {
         let endpoints = spec
             .endpoints
             .iter()
-            .map(|url| {
-                let gauge = metrics.endpoint_serving.with_label_values(&[
-                    service,
-                    name,
-                    url.authority().as_ref(),
-                ]);
-                Arc::new(Endpoint::new(url.clone(), &spec.probes, gauge))
-            })
+            .map(|url| new_endpoint(&metrics.endpoint_serving, service, name, url, &spec))
             .collect();
         let clients = (0..=workers)
             .map(|_| upstream_client(&spec, timeouts))
@@ -205,7 +213,8 @@ impl Pool {
                 .with_label_values(&[service, name]),
             ejections: metrics.ejections.with_label_values(&[service, name]),
             metrics: metrics.version(service, name),
-            endpoints,
+            endpoints: ArcSwap::from_pointee(endpoints),
+            endpoint_gauges: metrics.endpoint_serving.clone(),
             clients,
             in_flight: AtomicU32::new(0),
             breaker_state_gauges,
@@ -220,13 +229,59 @@ impl Pool {
         &self.clients[crate::worker::current().map_or(last, |w| w.min(last))]
     }
 
+    /// The endpoints now.
+    pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.load_full()
+    }
+
+    /// Replaces the endpoint set (scaling, an instance restarted on another
+    /// port). Endpoints whose URL stays keep their state; the caller starts
+    /// probes for `added` and the removed ones' probes stop (their tokens
+    /// are cancelled here).
+    pub(crate) fn set_endpoints(&self, urls: &[EndpointUrl]) -> Vec<Arc<Endpoint>> {
+        let old = self.endpoints.load_full();
+        let mut next = Vec::with_capacity(urls.len());
+        let mut added = Vec::new();
+        for url in urls {
+            if let Some(e) = old.iter().find(|e| e.url == *url) {
+                next.push(Arc::clone(e));
+            } else {
+                let e = new_endpoint(
+                    &self.endpoint_gauges,
+                    &self.service,
+                    &self.name,
+                    url,
+                    &self.spec,
+                );
+                added.push(Arc::clone(&e));
+                next.push(e);
+            }
+        }
+        for gone in old.iter().filter(|e| !urls.contains(&e.url)) {
+            gone.cancel.cancel();
+            let _ =
+                self.endpoint_gauges
+                    .remove_label_values(&[&self.service, &self.name, &gone.label]);
+        }
+        self.endpoints.store(Arc::new(next));
+        added
+    }
+
+    /// Stops every endpoint's probes: the pool is being removed.
+    pub(crate) fn retire(&self) {
+        for e in self.endpoints.load().iter() {
+            e.cancel.cancel();
+        }
+    }
+
     /// Whether any endpoint can take traffic now.
     pub fn has_available(&self, now_ms: u64) -> bool {
-        self.endpoints.iter().any(|e| e.available(now_ms))
+        self.endpoints.load().iter().any(|e| e.available(now_ms))
     }
 
     pub fn available_count(&self, now_ms: u64) -> usize {
         self.endpoints
+            .load()
             .iter()
             .filter(|e| e.available(now_ms))
             .count()
@@ -272,21 +327,16 @@ impl Pool {
     /// Power of two choices: two random endpoints, the one with fewer
     /// requests in flight wins; if neither can serve, the first that can.
     fn pick(&self, now_ms: u64) -> Option<Arc<Endpoint>> {
-        let n = self.endpoints.len();
+        let endpoints = self.endpoints.load();
+        let n = endpoints.len();
         match n {
             0 => return None,
-            1 => {
-                return self
-                    .endpoints
-                    .first()
-                    .filter(|e| e.available(now_ms))
-                    .cloned();
-            }
+            1 => return endpoints.first().filter(|e| e.available(now_ms)).cloned(),
             _ => {}
         }
         let i = fastrand::usize(0..n);
         let j = (i + 1 + fastrand::usize(0..n - 1)) % n;
-        let (a, b) = (&self.endpoints[i], &self.endpoints[j]);
+        let (a, b) = (&endpoints[i], &endpoints[j]);
         match (a.available(now_ms), b.available(now_ms)) {
             (true, true) => Some(Arc::clone(if b.in_flight() < a.in_flight() {
                 b
@@ -296,7 +346,7 @@ impl Pool {
             (true, false) => Some(Arc::clone(a)),
             (false, true) => Some(Arc::clone(b)),
             (false, false) => (0..n)
-                .map(|k| &self.endpoints[(i + k) % n])
+                .map(|k| &endpoints[(i + k) % n])
                 .find(|e| e.available(now_ms))
                 .cloned(),
         }
@@ -307,7 +357,7 @@ impl Pool {
     /// last endpoint that can serve: with nothing left, the pool would be
     /// down because of passive guesses rather than probes.
     fn may_eject(&self, now_ms: u64) -> bool {
-        let n = self.endpoints.len();
+        let n = self.endpoints.load().len();
         let available = self.available_count(now_ms);
         let ejected = n - available;
         let limit = (n * self.spec.outlier.max_ejection_percent as usize)
@@ -359,7 +409,12 @@ impl Pool {
             version: self.name.clone(),
             protocol: self.spec.protocol,
             available_endpoints: self.available_count(now_ms),
-            endpoints: self.endpoints.iter().map(|e| e.status(now_ms)).collect(),
+            endpoints: self
+                .endpoints
+                .load()
+                .iter()
+                .map(|e| e.status(now_ms))
+                .collect(),
             breaker,
             breaker_since_ms_ago: now_ms.saturating_sub(since),
             in_flight: self.in_flight(),

@@ -31,8 +31,35 @@ fn client(protocol: Protocol) -> ProbeClient {
         .build(connector)
 }
 
-/// Starts the probe tasks for every endpoint of `pool`.
-pub(crate) fn spawn(pool: &Arc<Pool>, events: &Arc<EventLog>, shutdown: &watch::Receiver<bool>) {
+/// Where probe tasks run and report, handed to every service so pools and
+/// endpoints added at run time get probes too.
+#[derive(Debug, Clone)]
+pub(crate) struct Prober {
+    pub events: Arc<EventLog>,
+    pub shutdown: watch::Receiver<bool>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Prober {
+    /// Probes every endpoint of a new pool.
+    pub(crate) fn pool(&self, pool: &Arc<Pool>) {
+        self.endpoints(pool, &pool.endpoints());
+    }
+
+    /// Probes endpoints just added to `pool`.
+    pub(crate) fn endpoints(&self, pool: &Arc<Pool>, endpoints: &[Arc<Endpoint>]) {
+        let _guard = self.runtime.enter();
+        spawn(pool, endpoints, &self.events, &self.shutdown);
+    }
+}
+
+/// Starts the probe tasks for `endpoints` of `pool`.
+fn spawn(
+    pool: &Arc<Pool>,
+    endpoints: &[Arc<Endpoint>],
+    events: &Arc<EventLog>,
+    shutdown: &watch::Receiver<bool>,
+) {
     let probes = &pool.spec.probes;
     let kinds = [
         (ProbeKind::Startup, &probes.startup),
@@ -40,7 +67,7 @@ pub(crate) fn spawn(pool: &Arc<Pool>, events: &Arc<EventLog>, shutdown: &watch::
         (ProbeKind::Readiness, &probes.readiness),
     ];
     let client = client(pool.spec.protocol);
-    for endpoint in &pool.endpoints {
+    for endpoint in endpoints {
         for (kind, spec) in &kinds {
             let Some(spec) = (*spec).clone() else {
                 continue;
@@ -54,10 +81,12 @@ pub(crate) fn spawn(pool: &Arc<Pool>, events: &Arc<EventLog>, shutdown: &watch::
                 events: Arc::clone(events),
             };
             let mut shutdown = shutdown.clone();
+            let cancel = endpoint.cancel.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     () = task.run() => {}
                     _ = shutdown.changed() => {}
+                    () = cancel.cancelled() => {}
                 }
             });
         }

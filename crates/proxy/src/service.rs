@@ -2,11 +2,11 @@
 //! one atomically swapped pointer.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 use backout_routing::{RouteError, RouteSpec, RouteTable, StickyKey, Target};
-use backout_spec::ServiceSpec;
+use backout_spec::{EndpointUrl, PoolSpec, ServiceSpec};
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
@@ -14,30 +14,37 @@ use crate::clock;
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolContext, PoolStatus};
+use crate::prober::Prober;
 use crate::window::WindowView;
 
 /// The route in force, with its pools resolved, so a request needs one
-/// atomic load to know everything about where it goes.
+/// atomic load to know everything about where it goes. A service whose
+/// first release is not deployed yet has no route.
 #[derive(Debug)]
 pub struct ActiveRoute {
-    pub table: RouteTable,
-    pub stable: Arc<Pool>,
+    pub table: Option<RouteTable>,
+    pub stable: Option<Arc<Pool>>,
     pub canary: Option<Arc<Pool>>,
     pub generation: u64,
     pub applied_at_unix_us: u64,
 }
 
 impl ActiveRoute {
-    pub fn pool(&self, target: Target) -> &Arc<Pool> {
+    /// The pool for a target; `None` only when there is no route at all.
+    pub fn pool(&self, target: Target) -> Option<&Arc<Pool>> {
         match (target, &self.canary) {
-            (Target::Canary, Some(c)) => c,
-            _ => &self.stable,
+            (Target::Canary, Some(c)) => Some(c),
+            _ => self.stable.as_ref(),
         }
+    }
+
+    pub fn spec(&self) -> Option<&RouteSpec> {
+        self.table.as_ref().map(RouteTable::spec)
     }
 }
 
 /// What a route change reports back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RouteApplied {
     pub service: String,
     pub route: RouteSpec,
@@ -49,11 +56,23 @@ pub struct RouteApplied {
     pub swap_ns: u64,
 }
 
+/// Why a pool change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("pool {0:?} is in the current route; route traffic away from it first")]
+    InUse(String),
+    #[error("invalid pool name {0:?}")]
+    BadName(String),
+}
+
 #[derive(Debug)]
 pub struct Service {
     pub name: String,
     pub spec: ServiceSpec,
-    pub pools: BTreeMap<String, Arc<Pool>>,
+    /// Pools by version name. Changed rarely (a release deployed or torn
+    /// down); the request path never reads it: it uses the pools resolved
+    /// into the active route.
+    pools: RwLock<BTreeMap<String, Arc<Pool>>>,
     route: ArcSwap<ActiveRoute>,
     /// Serialises writers so generations are handed out in swap order.
     switch: Mutex<()>,
@@ -63,15 +82,19 @@ pub struct Service {
     pub(crate) fallback: prometheus::IntCounter,
     canary_weight_gauge: prometheus::Gauge,
     generation_gauge: prometheus::IntGauge,
+    metrics: Arc<Metrics>,
+    workers: usize,
+    prober: Prober,
 }
 
 /// Service state for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub name: String,
     pub hosts: Vec<String>,
     pub path_prefix: Option<String>,
-    pub route: RouteSpec,
+    /// `None` until a first release is deployed.
+    pub route: Option<RouteSpec>,
     pub generation: u64,
     pub applied_at_unix_us: u64,
     /// The canary has traffic assigned but no endpoint that can take it, so
@@ -97,7 +120,7 @@ pub struct WindowsReport {
     pub service: String,
     pub now_ms: u64,
     pub window_ms: u64,
-    pub route: RouteSpec,
+    pub route: Option<RouteSpec>,
     pub generation: u64,
     pub versions: Vec<VersionWindows>,
 }
@@ -115,32 +138,13 @@ pub struct VersionWindows {
 }
 
 impl Service {
-    pub fn new(
+    pub(crate) fn new(
         spec: ServiceSpec,
-        metrics: &Metrics,
+        metrics: Arc<Metrics>,
         events: Arc<EventLog>,
         workers: usize,
+        prober: Prober,
     ) -> Result<Self, RouteError> {
-        let now = clock::mono_ms();
-        let pools: BTreeMap<String, Arc<Pool>> = spec
-            .pools
-            .iter()
-            .map(|(name, p)| {
-                let ctx = PoolContext {
-                    service: &spec.name,
-                    timeouts: &spec.timeouts,
-                    metrics,
-                    events: &events,
-                    workers,
-                    now_ms: now,
-                };
-                let pool = Pool::new(ctx, name, p.clone());
-                (name.clone(), Arc::new(pool))
-            })
-            .collect();
-        let names: Vec<&str> = pools.keys().map(String::as_str).collect();
-        let table = RouteTable::compile(spec.route.clone(), &names)?;
-        let route = resolve(table, &pools, 1, clock::unix_us());
         let service = Service {
             name: spec.name.clone(),
             sticky: spec.sticky.clone(),
@@ -148,17 +152,127 @@ impl Service {
                 .version_header
                 .as_deref()
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-            pools,
-            route: ArcSwap::from_pointee(route),
+            pools: RwLock::new(BTreeMap::new()),
+            route: ArcSwap::from_pointee(ActiveRoute {
+                table: None,
+                stable: None,
+                canary: None,
+                generation: 0,
+                applied_at_unix_us: 0,
+            }),
             switch: Mutex::new(()),
-            events,
             fallback: metrics.canary_fallback.with_label_values(&[&spec.name]),
             canary_weight_gauge: metrics.canary_weight(&spec.name),
             generation_gauge: metrics.route_generation.with_label_values(&[&spec.name]),
+            events,
+            metrics,
+            workers,
+            prober,
             spec,
         };
+        {
+            let mut pools = service.write_pools();
+            for (name, p) in &service.spec.pools {
+                pools.insert(name.clone(), service.build_pool(name, p.clone()));
+            }
+        }
+        if let Some(route) = service.spec.route.clone() {
+            let names = service.pool_names();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let table = RouteTable::compile(route, &names)?;
+            let _writer = service.switch.lock().unwrap_or_else(|p| p.into_inner());
+            let route = service.resolve(Some(table), 1, clock::unix_us());
+            service.route.store(Arc::new(route));
+        }
         service.publish_gauges(&service.route.load());
         Ok(service)
+    }
+
+    fn build_pool(&self, name: &str, spec: PoolSpec) -> Arc<Pool> {
+        let ctx = PoolContext {
+            service: &self.name,
+            timeouts: &self.spec.timeouts,
+            metrics: &self.metrics,
+            events: &self.events,
+            workers: self.workers,
+            now_ms: clock::mono_ms(),
+        };
+        Arc::new(Pool::new(ctx, name, spec))
+    }
+
+    /// Starts the probes of the pools built with the service.
+    pub(crate) fn start_probes(&self) {
+        for pool in self.pools() {
+            self.prober.pool(&pool);
+        }
+    }
+
+    fn read_pools(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Pool>>> {
+        self.pools.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_pools(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Pool>>> {
+        self.pools.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every pool, by name order.
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.read_pools().values().cloned().collect()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.read_pools().get(name).cloned()
+    }
+
+    pub fn pool_names(&self) -> Vec<String> {
+        self.read_pools().keys().cloned().collect()
+    }
+
+    /// Adds a version's pool, or updates its endpoints if it exists (its
+    /// other settings — probes, breaker — are fixed when it is created).
+    /// New endpoints are probed at once.
+    pub fn upsert_pool(&self, name: &str, spec: PoolSpec) -> Result<Arc<Pool>, PoolError> {
+        if name.is_empty() || name.len() > 63 {
+            return Err(PoolError::BadName(name.to_string()));
+        }
+        let existing = self.pool(name);
+        match existing {
+            Some(pool) => {
+                let added = pool.set_endpoints(&spec.endpoints);
+                self.prober.endpoints(&pool, &added);
+                Ok(pool)
+            }
+            None => {
+                let pool = self.build_pool(name, spec);
+                self.write_pools()
+                    .insert(name.to_string(), Arc::clone(&pool));
+                self.prober.pool(&pool);
+                Ok(pool)
+            }
+        }
+    }
+
+    /// Replaces the endpoints of an existing pool.
+    pub fn set_endpoints(&self, name: &str, endpoints: &[EndpointUrl]) -> Option<Arc<Pool>> {
+        let pool = self.pool(name)?;
+        let added = pool.set_endpoints(endpoints);
+        self.prober.endpoints(&pool, &added);
+        Some(pool)
+    }
+
+    /// Removes a version's pool once no route uses it. Requests already
+    /// routed to it finish: they hold the pool.
+    pub fn remove_pool(&self, name: &str) -> Result<(), PoolError> {
+        let _writer = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+        let route = self.route.load();
+        let used = |p: &Option<Arc<Pool>>| p.as_ref().is_some_and(|p| p.name == name);
+        if used(&route.stable) || used(&route.canary) {
+            return Err(PoolError::InUse(name.to_string()));
+        }
+        if let Some(pool) = self.write_pools().remove(name) {
+            pool.retire();
+        }
+        Ok(())
     }
 
     /// The route in force now.
@@ -174,28 +288,39 @@ impl Service {
     /// Installs a new route. Requests already routed keep their pool; every
     /// request routed after this returns sees the new table.
     pub fn set_route(&self, spec: RouteSpec, source: &str) -> Result<RouteApplied, RouteError> {
-        let names: Vec<&str> = self.pools.keys().map(String::as_str).collect();
+        // Validated under the writer lock, so no pool it names can be
+        // removed before it is installed.
+        let _writer = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+        let names = self.pool_names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let table = RouteTable::compile(spec, &names)?;
         Ok(self.install(table, source))
     }
 
     /// Break-glass: canary to 0% and match rules cleared, in one swap.
-    pub fn rollback(&self, source: &str) -> RouteApplied {
-        let table = self.route.load().table.rolled_back();
-        self.install(table, source)
+    /// `None` when there is no route to roll back.
+    pub fn rollback(&self, source: &str) -> Option<RouteApplied> {
+        let _writer = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.route.load().table.as_ref()?.rolled_back();
+        Some(self.install(table, source))
     }
 
+    /// Swaps the table in. Callers hold the writer lock.
     fn install(&self, table: RouteTable, source: &str) -> RouteApplied {
-        let _writer = self.switch.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.route.load().generation + 1;
-        let mut route = resolve(table, &self.pools, generation, 0);
+        let mut route = self.resolve(Some(table), generation, 0);
         let started = clock::instant();
         route.applied_at_unix_us = clock::unix_us();
         let route = Arc::new(route);
         self.route.store(Arc::clone(&route));
         let swap_ns = started.elapsed().as_nanos() as u64;
         self.publish_gauges(&route);
-        let spec = route.table.spec().clone();
+        let spec = route.spec().cloned().unwrap_or_else(|| RouteSpec {
+            stable: String::new(),
+            canary: None,
+            canary_weight: backout_routing::Permille::ZERO,
+            rules: Vec::new(),
+        });
         tracing::info!(service = %self.name, generation, stable = %spec.stable, canary = ?spec.canary, weight = %spec.canary_weight, source, "route switched");
         self.events.push(
             &self.name,
@@ -219,19 +344,16 @@ impl Service {
     }
 
     fn publish_gauges(&self, route: &ActiveRoute) {
-        self.canary_weight_gauge
-            .set(f64::from(route.table.canary_weight().get()) / 1000.0);
+        let weight = route.table.as_ref().map_or(0, |t| t.canary_weight().get());
+        self.canary_weight_gauge.set(f64::from(weight) / 1000.0);
         self.generation_gauge.set(route.generation as i64);
     }
 
     /// Whether canary traffic currently falls back to stable.
     pub fn canary_fallback(&self, now_ms: u64) -> bool {
         let route = self.route.load();
-        match &route.canary {
-            Some(c)
-                if route.table.canary_weight().get() > 0
-                    || !route.table.spec().rules.is_empty() =>
-            {
+        match (&route.canary, &route.table) {
+            (Some(c), Some(t)) if t.canary_weight().get() > 0 || !t.spec().rules.is_empty() => {
                 !c.has_available(now_ms) || c.breaker_open(now_ms)
             }
             _ => false,
@@ -245,11 +367,11 @@ impl Service {
             name: self.name.clone(),
             hosts: self.spec.hosts.clone(),
             path_prefix: self.spec.path_prefix.clone(),
-            route: route.table.spec().clone(),
+            route: route.spec().cloned(),
             generation: route.generation,
             applied_at_unix_us: route.applied_at_unix_us,
             canary_fallback: self.canary_fallback(now),
-            pools: self.pools.values().map(|p| p.status(now)).collect(),
+            pools: self.pools().iter().map(|p| p.status(now)).collect(),
         }
     }
 
@@ -257,51 +379,53 @@ impl Service {
         let now = clock::unix_ms();
         let mono = clock::mono_ms();
         let route = self.route.load();
-        let role = |name: &str| {
-            if route.table.stable() == name {
-                Role::Stable
-            } else if route.table.canary() == Some(name) {
-                Role::Canary
-            } else {
-                Role::Idle
-            }
+        let role = |name: &str| match route.table.as_ref() {
+            Some(t) if t.stable() == name => Role::Stable,
+            Some(t) if t.canary() == Some(name) => Role::Canary,
+            _ => Role::Idle,
         };
         WindowsReport {
             service: self.name.clone(),
             now_ms: now,
             window_ms: crate::window::WINDOW_MS,
-            route: route.table.spec().clone(),
+            route: route.spec().cloned(),
             generation: route.generation,
             versions: self
-                .pools
-                .values()
+                .pools()
+                .iter()
                 .map(|p| VersionWindows {
                     version: p.name.clone(),
                     role: role(&p.name),
                     available_endpoints: p.available_count(mono),
-                    endpoints: p.endpoints.len(),
+                    endpoints: p.endpoints().len(),
                     breaker: p.breaker_state(),
                     windows: p.metrics.windows(since_ms, now),
                 })
                 .collect(),
         }
     }
-}
 
-fn resolve(
-    table: RouteTable,
-    pools: &BTreeMap<String, Arc<Pool>>,
-    generation: u64,
-    applied_at_unix_us: u64,
-) -> ActiveRoute {
-    // `RouteTable::compile` checked the names against these very pools.
-    let stable = Arc::clone(&pools[table.stable()]);
-    let canary = table.canary().and_then(|c| pools.get(c)).cloned();
-    ActiveRoute {
-        table,
-        stable,
-        canary,
-        generation,
-        applied_at_unix_us,
+    fn resolve(
+        &self,
+        table: Option<RouteTable>,
+        generation: u64,
+        applied_at_unix_us: u64,
+    ) -> ActiveRoute {
+        let pools = self.read_pools();
+        // `RouteTable::compile` checked the names against these pools, and
+        // pools in a route are never removed.
+        let stable = table.as_ref().and_then(|t| pools.get(t.stable())).cloned();
+        let canary = table
+            .as_ref()
+            .and_then(|t| t.canary())
+            .and_then(|c| pools.get(c))
+            .cloned();
+        ActiveRoute {
+            table,
+            stable,
+            canary,
+            generation,
+            applied_at_unix_us,
+        }
     }
 }

@@ -9,6 +9,8 @@ mod duration;
 mod endpoint;
 mod error;
 mod service;
+mod span_tree;
+mod strategy;
 mod yaml;
 
 pub use driver::{
@@ -21,5 +23,10 @@ pub use error::SpecError;
 pub use service::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
     TimeoutsSpec,
+};
+pub use span_tree::SpanTree;
+pub use strategy::{
+    AnalysisStep, CapacityMode, HistoryPolicy, Notification, OnTimeout, RollbackPolicy, Step,
+    Strategy,
 };
 pub use yaml::{Source, parse_yaml};

@@ -10,12 +10,15 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
+use backout_judge::AnalysisConfig;
 use backout_routing::{RouteSpec, StickyKey};
 use serde::Serialize;
 
+use crate::driver::DriverSpec;
 use crate::duration::Duration;
 use crate::endpoint::{EndpointUrl, Protocol};
 use crate::error::SpecError;
+use crate::strategy::{HistoryPolicy, Notification, RollbackPolicy, Strategy};
 use crate::yaml::{Source, parse_yaml};
 
 /// One service: where it listens, how requests are matched to it, its
@@ -37,10 +40,23 @@ pub struct ServiceSpec {
     /// Response header that names the version that served the request.
     pub version_header: Option<String>,
     pub timeouts: TimeoutsSpec,
-    /// Version pools by name (e.g. `v1`, `v2`, or `stable`/`canary`).
+    /// Version pools given in the file (e.g. `v1`, `v2`), for `backout
+    /// proxy`. Under `backout up` pools come from releases instead.
     pub pools: BTreeMap<String, PoolSpec>,
-    /// The initial route; changed at run time through the admin API.
-    pub route: RouteSpec,
+    /// The initial route between the file's pools; `None` when releases
+    /// decide it (`backout up`).
+    pub route: Option<RouteSpec>,
+    /// Settings for pools created at run time, one per release.
+    pub pool_defaults: PoolSpec,
+    pub strategy: Strategy,
+    /// The judge's configuration (the `analysis:` section).
+    pub analysis: AnalysisConfig,
+    pub rollback: RollbackPolicy,
+    pub history: HistoryPolicy,
+    pub notifications: Vec<Notification>,
+    /// How releases' instances are started (`backout up`); `None` for a
+    /// proxy-only file whose pools are listed.
+    pub driver: Option<DriverSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -178,11 +178,18 @@ fn quick_service(args: &Args) -> miette::Result<ServiceSpec> {
         version_header: args.version_header.as_ref().map(|h| h.to_ascii_lowercase()),
         timeouts: TimeoutsSpec::default(),
         pools,
-        route: RouteSpec {
+        route: Some(RouteSpec {
             stable: "stable".into(),
             canary,
             canary_weight: weight,
             rules: Vec::new(),
-        },
+        }),
+        pool_defaults: PoolSpec::new(Vec::new()),
+        strategy: Default::default(),
+        analysis: Default::default(),
+        rollback: Default::default(),
+        history: Default::default(),
+        notifications: Vec::new(),
+        driver: None,
     })
 }

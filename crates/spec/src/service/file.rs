@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
+use backout_judge::AnalysisConfig;
 use backout_routing::{RouteSpec, RouteTable, StickyKey};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -13,9 +14,12 @@ use super::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
     TimeoutsSpec,
 };
+use crate::driver::DriverFile;
 use crate::duration::Duration;
 use crate::endpoint::{EndpointUrl, Protocol};
 use crate::error::SpecError;
+use crate::span_tree::SpanTree;
+use crate::strategy::{HistoryPolicy, Notification, RollbackPolicy, StrategyFile};
 use crate::yaml::Source;
 
 #[derive(Debug, Deserialize)]
@@ -45,8 +49,22 @@ pub(super) struct ServiceFile {
     bulkhead: Option<BulkheadFile>,
     #[serde(default)]
     outlier: Option<OutlierFile>,
-    pools: Spanned<BTreeMap<String, PoolFile>>,
-    route: Spanned<RouteSpec>,
+    #[serde(default)]
+    pools: Option<Spanned<BTreeMap<String, PoolFile>>>,
+    #[serde(default)]
+    route: Option<Spanned<RouteSpec>>,
+    #[serde(default)]
+    strategy: Option<StrategyFile>,
+    #[serde(default)]
+    analysis: Option<AnalysisConfig>,
+    #[serde(default)]
+    rollback: Option<RollbackPolicy>,
+    #[serde(default)]
+    history: Option<HistoryPolicy>,
+    #[serde(default)]
+    notifications: Vec<Notification>,
+    #[serde(default)]
+    driver: Option<DriverFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,20 +244,30 @@ impl ServiceFile {
             None => TimeoutsSpec::default(),
         };
 
-        if self.pools.value.is_empty() {
+        let (pools_at, pools_in) = match self.pools {
+            Some(p) => (Some(p.referenced), p.value),
+            None => (None, BTreeMap::new()),
+        };
+        if let Some(at) = pools_at
+            && pools_in.is_empty()
+        {
             return Err(src.error_at(
-                self.pools.referenced,
+                at,
                 "pools",
-                "a service needs at least one version pool",
-                Some("e.g. `pools: {v1: {endpoints: [http://127.0.0.1:9001]}}`".into()),
+                "`pools` is empty",
+                Some("list at least one version pool, e.g. `pools: {v1: {endpoints: [http://127.0.0.1:9001]}}`, or leave `pools` out and let releases create them (`backout up`)".into()),
             ));
         }
         let mut pools = BTreeMap::new();
-        for (name, pool) in self.pools.value {
+        for (name, pool) in pools_in {
             let at = |field: &str| format!("pools.{name}.{field}");
             check_name(
                 src,
-                &Spanned::new(name.clone(), self.pools.referenced, self.pools.defined),
+                &Spanned::new(
+                    name.clone(),
+                    pools_at.unwrap_or(serde_saphyr::Location::UNKNOWN),
+                    pools_at.unwrap_or(serde_saphyr::Location::UNKNOWN),
+                ),
                 "pools",
                 "pool name",
             )?;
@@ -275,16 +303,75 @@ impl ServiceFile {
                 },
             );
         }
+        // Pools created at run time (one per release) get the service-wide
+        // sections.
+        let pool_defaults = PoolSpec {
+            endpoints: Vec::new(),
+            protocol: crate::endpoint::Protocol::default(),
+            probes: self
+                .probes
+                .map_or(Ok(ProbesSpec::default()), |p| p.validate(src, "probes"))?,
+            breaker: self
+                .breaker
+                .map_or(Ok(BreakerSpec::default()), |b| b.validate(src, "breaker"))?,
+            bulkhead: self
+                .bulkhead
+                .map_or(BulkheadSpec::default(), |b| BulkheadSpec {
+                    max_concurrent: b.max_concurrent,
+                }),
+            outlier: self
+                .outlier
+                .map_or(Ok(OutlierSpec::default()), |o| o.validate(src, "outlier"))?,
+        };
 
-        let names: Vec<&str> = pools.keys().map(String::as_str).collect();
-        if let Err(e) = RouteTable::compile(self.route.value.clone(), &names) {
-            return Err(src.error_at(
-                self.route.referenced,
-                format!("route.{}", e.field()),
-                e.to_string(),
-                None,
-            ));
+        let route = match self.route {
+            None if !pools.is_empty() => {
+                return Err(src.error_at(
+                    pools_at.unwrap_or(serde_saphyr::Location::UNKNOWN),
+                    "route",
+                    "a service with `pools` needs a `route` between them",
+                    Some("e.g. `route: {stable: v1}`".into()),
+                ));
+            }
+            None => None,
+            Some(route) => {
+                let names: Vec<&str> = pools.keys().map(String::as_str).collect();
+                if let Err(e) = RouteTable::compile(route.value.clone(), &names) {
+                    return Err(src.error_at(
+                        route.referenced,
+                        format!("route.{}", e.field()),
+                        e.to_string(),
+                        None,
+                    ));
+                }
+                Some(route.value)
+            }
+        };
+
+        // What parses but makes no sense is found by path; the span tree
+        // says where that path was written.
+        let tree = SpanTree::parse(&src.text);
+        let at = |path: &str| {
+            tree.as_ref()
+                .map_or(serde_saphyr::Location::UNKNOWN, |t| t.locate(path).0)
+        };
+        let strategy = match self.strategy {
+            Some(s) => s
+                .validate()
+                .map_err(|e| src.error_at(at(&e.path), e.path.clone(), e.message, e.hint))?,
+            None => crate::strategy::Strategy::default(),
+        };
+        let analysis = self.analysis.unwrap_or_default();
+        if let Err(errors) = analysis.validate("analysis")
+            && let Some(e) = errors.0.first()
+        {
+            return Err(src.error_at(at(&e.path), e.path.clone(), e.message.clone(), None));
         }
+
+        let driver = match self.driver {
+            Some(d) => Some(d.validate(src, "driver")?),
+            None => None,
+        };
 
         Ok(ServiceSpec {
             name: self.name.value,
@@ -296,7 +383,14 @@ impl ServiceFile {
             version_header,
             timeouts,
             pools,
-            route: self.route.value,
+            route,
+            pool_defaults,
+            strategy,
+            analysis,
+            rollback: self.rollback.unwrap_or_default(),
+            history: self.history.unwrap_or_default(),
+            notifications: self.notifications,
+            driver,
         })
     }
 }

@@ -54,7 +54,7 @@ fn a_full_service_parses_with_defaults_filled_in() {
         "a pool's own section starts from built-in defaults"
     );
     assert_eq!(v2.bulkhead.max_concurrent.get(), 50);
-    assert_eq!(spec.route.canary_weight.get(), 125);
+    assert_eq!(spec.route.unwrap().canary_weight.get(), 125);
 }
 
 /// Error messages are part of the interface: one snapshot per mistake.
@@ -71,8 +71,8 @@ const POOLS: &str = "pools:\n  v1:\n    endpoints: [http://127.0.0.1:1]\n  v2:\n
 fn error_messages() {
     let with = |extra: &str| format!("name: web\n{POOLS}{extra}");
     insta::assert_snapshot!(check_error(""), @"svc.yaml:1:1: unexpected end of input");
-    insta::assert_snapshot!(check_error("name: web\n"), @"svc.yaml:1:1: missing field `pools`");
-    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, probes, breaker, bulkhead, outlier, pools, route");
+    insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: [http://a:1]}}\n"), @"svc.yaml:2:8: route: a service with `pools` needs a `route` between them (hint: e.g. `route: {stable: v1}`)");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, probes, breaker, bulkhead, outlier, pools, route, strategy, analysis, rollback, history, notifications, driver");
     insta::assert_snapshot!(check_error(&with("route: {stable: v3}\n")), @r#"svc.yaml:7:8: route.stable: unknown pool "v3"; known pools: v1, v2"#);
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 101}\n")), @"svc.yaml:7:48: route.canary_weight: weight must be between 0 and 100 percent; got 101");
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 1.25}\n")), @"svc.yaml:7:48: route.canary_weight: weight has a resolution of 0.1 percent; got 1.25 (use e.g. 1.3)");
@@ -80,7 +80,7 @@ fn error_messages() {
     insta::assert_snapshot!(check_error("name: Web!\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @r#"svc.yaml:1:7: name: service name "Web!" is not a valid name (hint: use 1 to 63 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit)"#);
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: ['https://a:1']}}\nroute: {stable: v1}\n"), @r#"svc.yaml:2:26: pools.v1.endpoints[0]: endpoint "https://a:1" uses scheme `https`; only `http` is supported (TLS to upstreams is not yet); write it as `http://host:port`, e.g. `http://127.0.0.1:9001`"#);
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: []}}\nroute: {stable: v1}\n"), @"svc.yaml:2:25: pools.v1.endpoints: a pool needs at least one endpoint (hint: e.g. `endpoints: [http://127.0.0.1:9001]`)");
-    insta::assert_snapshot!(check_error("name: web\npools: {}\nroute: {stable: v1}\n"), @"svc.yaml:2:8: pools: a service needs at least one version pool (hint: e.g. `pools: {v1: {endpoints: [http://127.0.0.1:9001]}}`)");
+    insta::assert_snapshot!(check_error("name: web\npools: {}\nroute: {stable: v1}\n"), @"svc.yaml:2:8: pools: `pools` is empty (hint: list at least one version pool, e.g. `pools: {v1: {endpoints: [http://127.0.0.1:9001]}}`, or leave `pools` out and let releases create them (`backout up`))");
     insta::assert_snapshot!(check_error("name: web\ntimeouts: {connect: 5}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:21: timeouts.connect: a bare number (5) has no unit; write e.g. `5s` or `5ms`");
     insta::assert_snapshot!(check_error("name: web\npools:\n  v1:\n    endpoints: [http://a:1]\n    probes:\n      liveness: {path: /live, success_threshold: 2}\nroute: {stable: v1}\n"), @"svc.yaml:6:50: pools.v1.probes.liveness.success_threshold: must be 1 for startup and liveness probes; got 2 (hint: as in Kubernetes: one success proves the process is up)");
     insta::assert_snapshot!(check_error("name: web\npools:\n  v1:\n    endpoints: [http://a:1]\n    probes:\n      readiness: {path: /r, period: 1s, timeout: 2s}\nroute: {stable: v1}\n"), @"svc.yaml:6:50: pools.v1.probes.readiness.timeout: probe timeout 2s must be above zero and at most the period (1s) (hint: a probe that can outlast its period overlaps the next one)");
@@ -92,6 +92,52 @@ fn error_messages() {
     insta::assert_snapshot!(check_error("name: [web\n"), @"svc.yaml:1:7: name: expected string scalar");
 }
 
+const MANAGED: &str = r#"
+name: shop
+strategy:
+  progress_deadline: 5m
+  steps:
+    - set_weight: 5
+    - match: {header: x-employee, equals: "true"}
+    - analysis: {duration: 2m}
+    - approve
+    - set_weight: 50
+    - pause: 1m
+analysis:
+  alpha: 0.02
+rollback: {automatic: true, capacity: gradual}
+history: {keep_known_good: 3}
+notifications: [{webhook: "http://127.0.0.1:9/hook", events: [rollback]}]
+driver:
+  process: {command: "./app --port {port} --version {version}", replicas: 2}
+"#;
+
+#[test]
+fn a_managed_service_has_no_pools_but_a_strategy() {
+    let spec = ServiceSpec::parse(&Source::new("shop.yaml", MANAGED)).unwrap();
+    assert!(spec.pools.is_empty() && spec.route.is_none());
+    assert_eq!(spec.strategy.steps.len(), 6);
+    assert_eq!(spec.strategy.progress_deadline, Duration::from_secs(300));
+    assert_eq!(spec.analysis.alpha, 0.02);
+    assert_eq!(spec.rollback.capacity, crate::CapacityMode::Gradual);
+    assert_eq!(spec.history.keep_known_good, 3);
+    assert_eq!(spec.notifications.len(), 1);
+    assert_eq!(spec.driver.as_ref().and_then(|d| d.replicas()), Some(2));
+    // Defaults everywhere else.
+    let bare = ServiceSpec::parse(&Source::new("bare.yaml", "name: bare\n")).unwrap();
+    assert_eq!(bare.strategy, crate::Strategy::default());
+}
+
+#[test]
+fn managed_mistakes_are_located() {
+    insta::assert_snapshot!(check_error("name: shop\nstrategy:\n  steps:\n    - set_weight: 50\n    - set_weight: 10\n"), @"svc.yaml:5:7: strategy.steps[1]: weights must not go down: 10% after 50% (hint: to send less traffic to the canary, roll back; a rollout only moves forward)");
+    insta::assert_snapshot!(check_error("name: shop\nstrategy:\n  progress_deadline: 1m\n  steps:\n    - pause: 5m\n"), @"svc.yaml:5:7: strategy.steps[0]: a pause of 5m is longer than the progress deadline (1m), which would abort the rollout (hint: shorten the pause, raise `strategy.progress_deadline`, or use `pause: {}` to wait for a human)");
+    insta::assert_snapshot!(check_error("name: shop\nstrategy:\n  steps:\n    - set_wieght: 5\n"), @"svc.yaml:4:7: strategy.steps[0]: unknown step `set_wieght`; steps are set_weight, pause, approve, analysis, match");
+    insta::assert_snapshot!(check_error("name: shop\nanalysis:\n  alpha: 7\n"), @"svc.yaml:3:10: analysis.alpha: must be between 0 and 1, exclusive (got 7); 1% is written 0.01");
+    insta::assert_snapshot!(check_error("name: shop\ndriver: {process: {command: \"./app --port {prot}\"}}\n"), @"svc.yaml:2:29: driver.process.command: unknown placeholder `{prot}`; known: {port}, {version}, {replica}, {service}, {artifact}, {config.KEY} (write `{{` and `}}` for literal braces)");
+    insta::assert_snapshot!(check_error("name: shop\nrollback: {capacity: sometimes}\n"), @"svc.yaml:2:22: rollback.capacity: unknown variant `sometimes`, expected one of scale_first, gradual");
+}
+
 /// The examples the README points to stay valid.
 #[test]
 fn shipped_examples_parse() {
@@ -99,12 +145,15 @@ fn shipped_examples_parse() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") && path.file_name().is_some_and(|n| n != "flags.yaml") {
+        if path.extension().is_some_and(|e| e == "yaml")
+            && path.file_name().is_some_and(|n| n != "flags.yaml")
+        {
             let text = std::fs::read_to_string(&path).unwrap();
-            if !text.contains("\npools:") {
+            if !text.contains("\npools:") && !text.contains("\ndriver:") {
                 continue; // not a service file
             }
-            ServiceSpec::parse(&Source::new(path.display().to_string(), text)).unwrap_or_else(|e| panic!("{e}"));
+            ServiceSpec::parse(&Source::new(path.display().to_string(), text))
+                .unwrap_or_else(|e| panic!("{e}"));
             seen += 1;
         }
     }

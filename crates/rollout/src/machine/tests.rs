@@ -1,0 +1,792 @@
+//! Table and scenario tests of the state machine, and properties that must
+//! hold after any sequence of inputs.
+
+use backout_judge::Verdict;
+use backout_routing::Permille;
+use backout_spec::{CapacityMode, Duration, Step};
+use proptest::prelude::*;
+
+use crate::*;
+
+/// A service and a clock; inputs are applied at the current time.
+struct World {
+    state: ServiceState,
+    policy: Policy,
+    now: i64,
+}
+
+fn steps(yaml: &str) -> Vec<Step> {
+    serde_saphyr::from_str(yaml).unwrap()
+}
+
+fn policy(steps_yaml: &str) -> Policy {
+    Policy {
+        strategy: backout_spec::Strategy {
+            steps: steps(steps_yaml),
+            progress_deadline: Duration::from_secs(600),
+            soak: Duration::from_secs(300),
+            drain: Duration::from_secs(5),
+            replicas: 2,
+        },
+        ..Policy::default()
+    }
+}
+
+impl World {
+    fn new(steps_yaml: &str) -> World {
+        World {
+            state: ServiceState::new("shop"),
+            policy: policy(steps_yaml),
+            now: 1_000_000,
+        }
+    }
+
+    fn send(&mut self, input: Input) -> Vec<Action> {
+        self.send_as("alice", input)
+    }
+
+    fn send_as(&mut self, actor: &str, input: Input) -> Vec<Action> {
+        let env = Envelope {
+            at_ms: self.now,
+            actor,
+            reason: None,
+        };
+        self.state.apply(&env, &input, &self.policy)
+    }
+
+    fn after(&mut self, secs: i64) -> Vec<Action> {
+        self.now += secs * 1000;
+        self.send(Input::Tick)
+    }
+
+    fn cmd(&mut self, c: Command) -> Vec<Action> {
+        assert_eq!(
+            self.state.check(&Input::Command(c.clone()), &self.policy),
+            Ok(()),
+            "{c:?}"
+        );
+        self.send(Input::Command(c))
+    }
+
+    fn refused(&self, c: Command) -> String {
+        self.state
+            .check(&Input::Command(c.clone()), &self.policy)
+            .expect_err("refused")
+            .message
+    }
+
+    fn ready(&mut self, version: &str, ready: u32) -> Vec<Action> {
+        self.send(Input::Readiness {
+            version: version.into(),
+            ready,
+            total: 2,
+        })
+    }
+
+    fn verdict(&mut self, v: Verdict) -> Vec<Action> {
+        self.send(Input::Verdict {
+            verdict: v,
+            reason: "because".into(),
+            onset_ms: Some(self.now - 5_000),
+        })
+    }
+
+    fn release(&mut self, version: &str) {
+        self.send(Input::RegisterRelease {
+            version: version.into(),
+            artifact: None,
+            config: Default::default(),
+        });
+    }
+
+    /// v1 registered, deployed and stable; v2 registered.
+    fn with_stable(steps_yaml: &str) -> World {
+        let mut w = World::new(steps_yaml);
+        w.release("v1");
+        w.send(Input::StartRollout {
+            version: "v1".into(),
+        });
+        w.ready("v1", 2);
+        w.now += 300_000;
+        w.send(Input::Tick); // v1 soaked: known good
+        w.release("v2");
+        w
+    }
+
+    fn route(&self) -> (String, Option<String>, f64, usize) {
+        let r = self.state.desired_route().expect("a route");
+        (
+            r.stable.clone(),
+            r.canary.clone(),
+            r.weight.as_percent(),
+            r.rules.len(),
+        )
+    }
+}
+
+/// Kinds of the actions, for compact assertions.
+fn kinds(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Deploy { version, replicas } => format!("deploy {version} x{replicas}"),
+            Action::Scale { version, replicas } => format!("scale {version} x{replicas}"),
+            Action::Teardown { version } => format!("teardown {version}"),
+            Action::SetRoute(r) => format!(
+                "route {}{}",
+                r.stable,
+                r.canary
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" {c}@{}", r.weight.as_percent()))
+            ),
+            Action::Notify(n) => format!("notify {}", n.kind),
+        })
+        .collect()
+}
+
+#[test]
+fn the_first_release_goes_straight_to_all_traffic() {
+    let mut w = World::new("[{set_weight: 10}]");
+    w.release("v1");
+    assert_eq!(
+        kinds(&w.send(Input::StartRollout {
+            version: "v1".into()
+        })),
+        ["deploy v1 x2", "notify rollout_started"]
+    );
+    assert_eq!(w.state.rollout.as_ref().unwrap().kind, RolloutKind::Initial);
+    assert!(w.ready("v1", 1).is_empty(), "waits for every replica");
+    assert_eq!(kinds(&w.ready("v1", 2)), ["route v1", "notify promoted"]);
+    assert_eq!(w.state.stable.as_deref(), Some("v1"));
+    assert!(w.state.rollout.is_none());
+    assert_eq!(
+        w.state.release("v1").unwrap().outcome,
+        Some(ReleaseOutcome::Promoted)
+    );
+    // Known good after the soak, not before.
+    assert!(w.after(299).is_empty());
+    assert_eq!(kinds(&w.after(1)), ["notify known_good"]);
+    assert!(w.state.release("v1").unwrap().known_good_ms.is_some());
+}
+
+#[test]
+fn a_canary_moves_through_every_step_kind() {
+    let mut w = World::with_stable(
+        "[{set_weight: 10}, {match: {header: x-employee, equals: 'true'}}, {pause: 30s}, approve, {analysis: {duration: 1m}}, {set_weight: 50}, {pause: {}}]",
+    );
+    assert_eq!(
+        kinds(&w.send(Input::StartRollout {
+            version: "v2".into()
+        })),
+        ["deploy v2 x2", "notify rollout_started"]
+    );
+    assert_eq!(
+        w.refused(Command::Promote { full: false }),
+        "v2 is still starting; promote once it is ready"
+    );
+    // Ready: weight and match run back to back, then the timed pause waits.
+    assert_eq!(
+        kinds(&w.ready("v2", 2)),
+        [
+            "notify canary_ready",
+            "route v1 v2@10",
+            "notify step",
+            "route v1 v2@10",
+            "notify step"
+        ]
+    );
+    assert_eq!(w.route(), ("v1".into(), Some("v2".into()), 10.0, 1));
+    assert!(w.after(29).is_empty());
+    assert_eq!(kinds(&w.after(1)), ["notify step"]);
+    // The approval gate.
+    assert_eq!(w.state.rollout.as_ref().unwrap().step, 3);
+    assert!(
+        w.after(600).is_empty(),
+        "waiting for a human does not hit the deadline"
+    );
+    assert_eq!(kinds(&w.cmd(Command::Approve)), ["notify approved"]);
+    // Analysis: insufficient and continue do not pass it; promote does.
+    w.verdict(Verdict::Insufficient);
+    w.verdict(Verdict::Continue);
+    assert_eq!(w.route().2, 10.0);
+    assert_eq!(
+        kinds(&w.verdict(Verdict::Promote)),
+        ["notify step", "route v1 v2@50", "notify step"]
+    );
+    // The open pause: resume passes it, and the end promotes.
+    assert_eq!(
+        w.state.check(&Input::Command(Command::Approve), &w.policy),
+        Ok(()),
+        "an open pause is a gate"
+    );
+    let done = w.cmd(Command::Resume);
+    assert_eq!(
+        kinds(&done),
+        ["notify resumed", "route v2", "notify promoted"]
+    );
+    assert_eq!(w.state.stable.as_deref(), Some("v2"));
+    assert_eq!(
+        w.state.history.last().unwrap().outcome,
+        RolloutOutcome::Promoted
+    );
+    // The old stable is torn down after the drain.
+    assert!(w.after(4).is_empty());
+    assert_eq!(kinds(&w.after(1)), ["teardown v1"]);
+    assert_eq!(
+        w.state.desired_instances().keys().collect::<Vec<_>>(),
+        ["v2"]
+    );
+}
+
+#[test]
+fn an_analysis_without_proof_pauses_or_continues() {
+    let mut w =
+        World::with_stable("[{set_weight: 10}, {analysis: {duration: 1m}}, {set_weight: 20}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(kinds(&w.after(60)), ["notify paused"]);
+    assert_eq!(
+        w.state
+            .rollout
+            .as_ref()
+            .unwrap()
+            .paused
+            .as_ref()
+            .unwrap()
+            .kind,
+        PauseKind::Analysis
+    );
+    assert_eq!(
+        kinds(&w.cmd(Command::Approve)),
+        [
+            "notify approved",
+            "route v1 v2@20",
+            "notify step",
+            "route v2",
+            "notify promoted"
+        ]
+    );
+
+    let mut w =
+        World::with_stable("[{analysis: {duration: 1m, on_timeout: continue}}, {set_weight: 20}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(
+        kinds(&w.after(60)),
+        [
+            "notify step",
+            "route v1 v2@20",
+            "notify step",
+            "route v2",
+            "notify promoted"
+        ]
+    );
+}
+
+#[test]
+fn a_rollback_verdict_rolls_back_at_once_and_starts_the_mttr_clock() {
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 10m}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.after(20);
+    let verdict_at = w.now;
+    assert_eq!(
+        kinds(&w.verdict(Verdict::Rollback)),
+        [
+            "notify rollback",
+            "route v1 v2@0",
+            "route v1",
+            "notify rolled_back"
+        ]
+    );
+    assert_eq!(w.route(), ("v1".into(), None, 0.0, 0));
+    assert!(w.state.rollout.is_none());
+    assert_eq!(
+        w.state.release("v2").unwrap().outcome,
+        Some(ReleaseOutcome::RolledBack)
+    );
+    // The proxy confirms the switch; the canary goes; errors recover.
+    w.now += 3;
+    w.send(Input::RouteApplied {
+        stable: "v1".into(),
+        canary: Some("v2".into()),
+        weight_permille: 0,
+        generation: 7,
+        applied_at_ms: w.now,
+    });
+    assert_eq!(kinds(&w.after(5)), ["teardown v2"]);
+    w.now += 500;
+    w.send(Input::TornDown {
+        version: "v2".into(),
+    });
+    w.now += 1_000;
+    w.send(Input::Recovered);
+    let rec = w.state.rollbacks.last().unwrap();
+    assert_eq!(rec.kind, RollbackKind::Automatic);
+    let b = rec.breakdown();
+    assert_eq!(b.detect_ms, Some(5_000));
+    assert_eq!(b.decide_ms, Some(0));
+    assert_eq!(b.act_ms, Some(3));
+    assert_eq!(b.verify_ms, Some(5_000 + 500 + 1_000));
+    assert_eq!(b.total_ms, Some(w.now - (verdict_at - 5_000)));
+    assert_eq!(MttrSummary::of(&w.state.rollbacks).rollbacks, 1);
+}
+
+#[test]
+fn with_automatic_rollback_off_a_rollback_verdict_pauses() {
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 10m}]");
+    w.send_as(
+        "bob",
+        Input::SetAutoRollback {
+            enabled: false,
+            until_ms: Some(w.now + 60_000),
+        },
+    );
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(kinds(&w.verdict(Verdict::Rollback)), ["notify paused"]);
+    assert_eq!(w.route().2, 10.0, "nothing moved");
+    assert!(w.verdict(Verdict::Rollback).is_empty(), "said once");
+    // The holiday ends; the next rollback verdict acts.
+    assert_eq!(kinds(&w.after(61)), ["notify auto_rollback"]);
+    w.cmd(Command::Resume);
+    assert_eq!(kinds(&w.verdict(Verdict::Rollback))[0], "notify rollback");
+}
+
+#[test]
+fn a_pause_verdict_waits_for_a_human() {
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 1m}, {set_weight: 20}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(kinds(&w.verdict(Verdict::Pause)), ["notify paused"]);
+    assert!(w.after(120).is_empty(), "a paused rollout does not advance");
+    assert!(
+        w.verdict(Verdict::Continue).is_empty(),
+        "and does not unpause by itself"
+    );
+    w.cmd(Command::Resume);
+    assert!(w.after(59).is_empty(), "the timed pause starts over");
+    assert_eq!(
+        kinds(&w.after(1)),
+        [
+            "notify step",
+            "route v1 v2@20",
+            "notify step",
+            "route v2",
+            "notify promoted"
+        ]
+    );
+}
+
+#[test]
+fn capacity_aware_rollbacks() {
+    // Scale first: stable has 1 of 2 ready; traffic moves when it has 2.
+    let mut w = World::with_stable("[{set_weight: 40}, {pause: 10m}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.ready("v1", 1);
+    assert_eq!(
+        kinds(&w.verdict(Verdict::Rollback)),
+        ["notify rollback", "scale v1 x2"]
+    );
+    assert_eq!(w.route().2, 40.0);
+    assert!(w.state.rollbacks[0].capacity.contains("scaled it first"));
+    assert_eq!(
+        kinds(&w.ready("v1", 2)),
+        ["route v1 v2@0", "route v1", "notify rolled_back"]
+    );
+
+    // Scale first gives up waiting after the timeout.
+    let mut w = World::with_stable("[{set_weight: 40}, {pause: 10m}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.ready("v1", 0);
+    w.verdict(Verdict::Rollback);
+    assert!(w.after(29).is_empty());
+    assert_eq!(
+        kinds(&w.after(1)),
+        [
+            "route v1 v2@0",
+            "notify capacity_timeout",
+            "route v1",
+            "notify rolled_back"
+        ]
+    );
+
+    // Gradual: the canary gives up what stable can take.
+    let mut w = World::with_stable("[{set_weight: 80}, {pause: 10m}]");
+    w.policy.rollback.capacity = CapacityMode::Gradual;
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.ready("v1", 1);
+    assert_eq!(
+        kinds(&w.verdict(Verdict::Rollback)),
+        ["notify rollback", "scale v1 x2", "route v1 v2@50"]
+    );
+    assert!(w.state.rollbacks[0].capacity.contains("gradually"));
+    assert_eq!(
+        kinds(&w.ready("v1", 2)),
+        ["route v1 v2@0", "route v1", "notify rolled_back"]
+    );
+
+    // Break-glass does not wait.
+    let mut w = World::with_stable("[{set_weight: 40}, {pause: 10m}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.ready("v1", 0);
+    assert_eq!(
+        kinds(&w.cmd(Command::Rollback { to: None })),
+        [
+            "notify rollback",
+            "scale v1 x2",
+            "route v1 v2@0",
+            "route v1",
+            "notify rolled_back"
+        ]
+    );
+    assert_eq!(w.state.rollbacks[0].kind, RollbackKind::Manual);
+    assert!(w.state.rollbacks[0].capacity.contains("break-glass"));
+}
+
+#[test]
+fn the_progress_deadline_ends_a_rollout_that_never_gets_ready() {
+    let mut w = World::with_stable("[{set_weight: 10}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 1);
+    assert!(w.after(599).is_empty());
+    let out = w.after(1);
+    assert_eq!(kinds(&out), ["notify deadline", "notify aborted"]);
+    let Action::Notify(n) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        n.message,
+        "progress deadline: v2 had 1/2 ready instances after 10m"
+    );
+    assert!(w.state.rollout.is_none());
+    assert_eq!(
+        w.state.history.last().unwrap().outcome,
+        RolloutOutcome::Aborted
+    );
+    assert_eq!(w.route(), ("v1".into(), None, 0.0, 0));
+    assert_eq!(kinds(&w.after(5)), ["teardown v2"]);
+
+    // Losing readiness mid-rollout for the deadline also ends it.
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 20m}]");
+    w.policy.strategy.progress_deadline = Duration::from_secs(60);
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.after(30);
+    w.ready("v2", 1);
+    assert!(w.after(59).is_empty());
+    assert_eq!(
+        kinds(&w.after(1)),
+        ["notify deadline", "route v1", "notify aborted"]
+    );
+}
+
+#[test]
+fn humans_pause_promote_abort() {
+    let mut w =
+        World::with_stable("[{set_weight: 10}, {pause: 1h}, {set_weight: 50}, {pause: 1h}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(
+        w.refused(Command::Approve),
+        "the rollout of v2 is not waiting for approval (step 2: pause 1h)"
+    );
+    w.cmd(Command::Pause);
+    assert_eq!(w.refused(Command::Pause), "the rollout is already paused");
+    assert_eq!(
+        w.refused(Command::Approve),
+        "the rollout is paused (paused by alice): use `backout resume`"
+    );
+    // Promote skips the current step (and lifts the pause).
+    assert_eq!(
+        kinds(&w.cmd(Command::Promote { full: false })),
+        ["notify promote", "route v1 v2@50", "notify step"]
+    );
+    // Full promotion is break-glass forward.
+    assert_eq!(
+        kinds(&w.cmd(Command::Promote { full: true })),
+        ["notify promote_full", "route v2", "notify promoted"]
+    );
+    assert_eq!(w.state.stable.as_deref(), Some("v2"));
+
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 1h}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(
+        kinds(&w.cmd(Command::Abort)),
+        ["route v1", "notify aborted"]
+    );
+    assert!(w.state.rollbacks.is_empty(), "an abort is not an incident");
+    assert_eq!(
+        w.refused(Command::Abort),
+        "no rollout in progress for service shop"
+    );
+}
+
+#[test]
+fn rollback_to_a_pinned_known_good_release() {
+    let mut w = World::with_stable("[{set_weight: 10}]");
+    assert_eq!(
+        w.refused(Command::Rollback {
+            to: Some("v0".into())
+        }),
+        "v0 is not a pinned known-good release of shop; pinned: v1"
+    );
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(w.state.stable.as_deref(), Some("v2"));
+    w.after(10);
+    // v2 turns out bad after promotion: back to v1 without analysis.
+    assert_eq!(
+        kinds(&w.cmd(Command::Rollback {
+            to: Some("v1".into())
+        })),
+        [
+            "notify soak_interrupted",
+            "deploy v1 x2",
+            "notify rollout_started"
+        ]
+    );
+    assert_eq!(w.state.rollout.as_ref().unwrap().kind, RolloutKind::Restore);
+    assert_eq!(kinds(&w.ready("v1", 2)), ["route v1", "notify promoted"]);
+    assert_eq!(w.state.stable.as_deref(), Some("v1"));
+    let rec = w.state.rollbacks.last().unwrap();
+    assert_eq!(
+        (rec.kind, rec.from_version.as_str(), rec.to_version.as_str()),
+        (RollbackKind::ToVersion, "v2", "v1")
+    );
+    assert_eq!(
+        w.state.release("v2").unwrap().outcome,
+        Some(ReleaseOutcome::RolledBack)
+    );
+    // A plain rollback with nothing in progress goes to the previous known
+    // good, and there is none before the first.
+    let mut w = World::new("[]");
+    w.release("v1");
+    w.send(Input::StartRollout {
+        version: "v1".into(),
+    });
+    w.ready("v1", 2);
+    assert!(
+        w.refused(Command::Rollback { to: None })
+            .contains("no earlier known-good release")
+    );
+}
+
+#[test]
+fn releases_are_immutable() {
+    let mut w = World::new("[]");
+    w.release("v1");
+    let same = Input::RegisterRelease {
+        version: "v1".into(),
+        artifact: None,
+        config: Default::default(),
+    };
+    assert_eq!(w.state.check(&same, &w.policy), Ok(()), "a retry is fine");
+    let different = Input::RegisterRelease {
+        version: "v1".into(),
+        artifact: Some("registry/app@sha256:abc".into()),
+        config: Default::default(),
+    };
+    assert_eq!(
+        w.state.check(&different, &w.policy).unwrap_err().code,
+        "conflict"
+    );
+    w.send(different);
+    assert_eq!(w.state.releases.len(), 1);
+    assert_eq!(w.state.releases[0].artifact, None);
+}
+
+// ---------------------------------------------------------------------------
+// Every step kind × every input: whatever arrives, the state stays sound.
+
+fn any_input() -> impl Strategy<Value = Input> {
+    let version = prop_oneof![
+        Just("v1".to_string()),
+        Just("v2".to_string()),
+        Just("v3".to_string())
+    ];
+    let verdict = prop_oneof![
+        Just(Verdict::Insufficient),
+        Just(Verdict::Continue),
+        Just(Verdict::Pause),
+        Just(Verdict::Rollback),
+        Just(Verdict::Promote)
+    ];
+    let command = prop_oneof![
+        Just(Command::Approve),
+        Just(Command::Pause),
+        Just(Command::Resume),
+        Just(Command::Abort),
+        Just(Command::Rollback { to: None }),
+        version
+            .clone()
+            .prop_map(|v| Command::Rollback { to: Some(v) }),
+        any::<bool>().prop_map(|full| Command::Promote { full }),
+    ];
+    prop_oneof![
+        version.clone().prop_map(|v| Input::RegisterRelease {
+            version: v,
+            artifact: None,
+            config: Default::default()
+        }),
+        version
+            .clone()
+            .prop_map(|v| Input::StartRollout { version: v }),
+        command.prop_map(Input::Command),
+        (any::<bool>(), proptest::option::of(0i64..10_000_000))
+            .prop_map(|(enabled, until_ms)| Input::SetAutoRollback { enabled, until_ms }),
+        Just(Input::Tick),
+        verdict.prop_map(|v| Input::Verdict {
+            verdict: v,
+            reason: "r".into(),
+            onset_ms: None
+        }),
+        (version.clone(), 0u32..3, 0u32..3).prop_map(|(v, r, t)| Input::Readiness {
+            version: v,
+            ready: r,
+            total: t.max(r)
+        }),
+        version.clone().prop_map(|v| Input::DeployFailed {
+            version: v,
+            error: "boom".into()
+        }),
+        (
+            version.clone(),
+            proptest::option::of(version.clone()),
+            0u16..=1000
+        )
+            .prop_map(|(s, c, w)| Input::RouteApplied {
+                stable: s,
+                canary: c,
+                weight_permille: w,
+                generation: 1,
+                applied_at_ms: 0
+            }),
+        version.prop_map(|v| Input::TornDown { version: v }),
+        Just(Input::Recovered),
+        any::<bool>().prop_map(|ok| Input::SoakHealth {
+            ok,
+            reason: "r".into()
+        }),
+    ]
+}
+
+fn step_kinds() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("{set_weight: 10}".to_string()),
+        Just("{set_weight: 50}".to_string()),
+        Just("{pause: 30s}".to_string()),
+        Just("{pause: {}}".to_string()),
+        Just("approve".to_string()),
+        Just("{analysis: {duration: 1m}}".to_string()),
+        Just("{analysis: {duration: 1m, on_timeout: continue}}".to_string()),
+        Just("{match: {header: x-employee, equals: 'true'}}".to_string()),
+    ]
+}
+
+fn sound(s: &ServiceState) -> Result<(), String> {
+    if let Some(route) = s.desired_route() {
+        if route.weight > Permille::FULL {
+            return Err("weight above 100%".into());
+        }
+        if let Some(c) = &route.canary {
+            let r = s
+                .rollout
+                .as_ref()
+                .ok_or("a canary in the route without a rollout")?;
+            if &r.version != c {
+                return Err(format!(
+                    "route canary {c} is not the rollout's {}",
+                    r.version
+                ));
+            }
+        }
+        let owner = s
+            .rollout
+            .as_ref()
+            .and_then(|r| r.baseline.clone())
+            .or(s.stable.clone());
+        if Some(&route.stable) != s.stable.as_ref() && Some(&route.stable) != owner.as_ref() {
+            return Err(format!(
+                "route stable {} is neither stable nor the rollout's baseline",
+                route.stable
+            ));
+        }
+        if !s.instances.contains_key(&route.stable) {
+            return Err(format!(
+                "route sends traffic to {} which should not be running",
+                route.stable
+            ));
+        }
+    }
+    if let Some(r) = &s.rollout
+        && !s.instances.contains_key(&r.version)
+    {
+        return Err(format!(
+            "rollout of {} whose instances are not wanted",
+            r.version
+        ));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_inputs_leave_the_state_sound(
+        step_list in proptest::collection::vec(step_kinds(), 0..6),
+        inputs in proptest::collection::vec((any_input(), 0i64..120_000), 0..60),
+    ) {
+        let mut w = World::new(&format!("[{}]", step_list.join(", ")));
+        let mut replay = World::new(&format!("[{}]", step_list.join(", ")));
+        for (input, dt) in inputs {
+            w.now += dt;
+            replay.now += dt;
+            let a = w.send(input.clone());
+            let b = replay.send(input);
+            prop_assert_eq!(a, b, "the same inputs give the same actions");
+            if let Err(e) = sound(&w.state) {
+                prop_assert!(false, "{}: {:#?}", e, w.state);
+            }
+        }
+        prop_assert_eq!(&w.state, &replay.state);
+        // The state survives serialisation exactly (it may be snapshotted).
+        let json = serde_json::to_string(&w.state).unwrap();
+        let back: ServiceState = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&back, &w.state);
+    }
+}
