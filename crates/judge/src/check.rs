@@ -112,6 +112,13 @@ pub struct CheckReport {
     pub baseline_samples: u64,
     /// Canary observations used so far.
     pub canary_samples: u64,
+    /// Failed or excused checks: when the problem is estimated to have
+    /// started, in seconds since the canary started. Sequential checks:
+    /// the tick after their own log e-value last sat at its running
+    /// minimum before they failed (the CUSUM change point, see
+    /// [`crate::onset`]); guards: the start of the sustained breach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset_t: Option<f64>,
     /// Why the check is in this state, in words.
     pub reason: String,
 }
@@ -134,6 +141,7 @@ impl CheckReport {
             threshold: None,
             baseline_samples: 0,
             canary_samples: 0,
+            onset_t: None,
             reason,
         }
     }

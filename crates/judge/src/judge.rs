@@ -5,7 +5,7 @@ use crate::config::{AnalysisConfig, ConfigErrors, Severity};
 use crate::evalue::log_bound;
 use crate::incident::IncidentDetector;
 use crate::pool::Pool;
-use crate::verdict::{Decision, decide};
+use crate::verdict::{Decision, decide, onset};
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +176,7 @@ impl Judge {
             verdict,
             reason,
             incident,
+            onset_t: onset(t, verdict, &reports),
             checks: reports,
         }
     }

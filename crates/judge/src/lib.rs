@@ -22,6 +22,7 @@ pub mod config;
 pub mod evalue;
 pub mod incident;
 pub mod judge;
+pub mod onset;
 pub mod pool;
 pub mod recent;
 pub mod verdict;

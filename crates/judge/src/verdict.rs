@@ -55,6 +55,12 @@ pub struct Decision {
     pub reason: String,
     /// Whether the baseline looked like it was in an incident of its own.
     pub incident: bool,
+    /// Rollback and pause: when the problem is estimated to have started,
+    /// in seconds since the canary started (the clock of `t`, and never
+    /// after it). The earliest `onset_t` of the checks behind the verdict;
+    /// see [`onset`]. `t − onset_t` is the "detect" phase of MTTR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset_t: Option<f64>,
     /// Every check's report, in config order.
     pub checks: Vec<CheckReport>,
 }
@@ -139,6 +145,29 @@ pub fn decide(t: f64, promote_after: f64, checks: &[CheckReport]) -> (Verdict, S
     (Verdict::Continue, format!("no conclusion yet from: {open}"))
 }
 
+/// When the problem behind a rollback or pause started: the earliest
+/// `onset_t` among the checks that decided it (critical failures for a
+/// rollback; excused checks and warning failures for a pause), never later
+/// than `t`. `None` for any other verdict.
+///
+/// The earliest, because the verdict is about the canary, and the first
+/// check whose evidence turned is the best guess at when it went wrong;
+/// checks that decided later only confirm it.
+pub fn onset(t: f64, verdict: Verdict, checks: &[CheckReport]) -> Option<f64> {
+    let decided = |c: &CheckReport| match verdict {
+        Verdict::Rollback => c.state == CheckState::Fail && c.severity == Severity::Critical,
+        Verdict::Pause => matches!(c.state, CheckState::Fail | CheckState::Excused),
+        _ => false,
+    };
+    checks
+        .iter()
+        .filter(|c| decided(c))
+        .filter_map(|c| c.onset_t)
+        .filter(|o| o.is_finite())
+        .reduce(f64::min)
+        .map(|o| o.min(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +200,52 @@ mod tests {
 
     use CheckState::*;
     use Severity::{Critical as C, Warning as W};
+
+    /// The onset of `verdict` at t = 100 from `(state, severity, onset_t)`
+    /// reports.
+    fn check_onset(
+        verdict: Verdict,
+        states: &[(CheckState, Severity, Option<f64>)],
+        expected: Option<f64>,
+    ) {
+        let reports: Vec<CheckReport> = states
+            .iter()
+            .map(|&(state, severity, onset_t)| {
+                let mut r = CheckReport::new("c", CheckKind::ErrorRate, state, "why".into());
+                r.severity = severity;
+                r.onset_t = onset_t;
+                r
+            })
+            .collect();
+        assert_eq!(onset(100.0, verdict, &reports), expected, "{states:?}");
+    }
+
+    #[test]
+    fn dates_a_verdict_from_the_checks_behind_it() {
+        check_onset(Verdict::Continue, &[(Continue, C, Some(50.0))], None);
+        check_onset(Verdict::Promote, &[(Pass, C, None)], None);
+        // The earliest of the checks that decided…
+        check_onset(
+            Verdict::Rollback,
+            &[(Fail, C, Some(80.0)), (Fail, C, Some(60.0))],
+            Some(60.0),
+        );
+        // …and only those: a warning failure does not date a rollback.
+        check_onset(
+            Verdict::Rollback,
+            &[(Fail, C, Some(80.0)), (Fail, W, Some(10.0))],
+            Some(80.0),
+        );
+        check_onset(
+            Verdict::Pause,
+            &[(Excused, C, Some(70.0)), (Fail, W, Some(90.0))],
+            Some(70.0),
+        );
+        // Never after the verdict, never a non-number.
+        check_onset(Verdict::Rollback, &[(Fail, C, Some(120.0))], Some(100.0));
+        check_onset(Verdict::Rollback, &[(Fail, C, Some(f64::NAN))], None);
+        check_onset(Verdict::Rollback, &[(Fail, C, None)], None);
+    }
 
     #[test]
     fn combines_checks() {

@@ -78,6 +78,20 @@ fn assert_sane(d: &backout_judge::Decision) {
     assert!(!d.reason.is_empty());
     assert!(d.checks.iter().all(|c| !c.reason.is_empty()));
     assert!(d.t.is_finite());
+    // An onset is dated no later than the verdict, and only for a verdict
+    // that acts on a problem.
+    if let Some(onset) = d.onset_t {
+        assert!(
+            onset.is_finite() && onset <= d.t,
+            "onset {onset} at t = {}",
+            d.t
+        );
+        assert!(
+            matches!(d.verdict, Verdict::Rollback | Verdict::Pause),
+            "onset on {:?}",
+            d.verdict
+        );
+    }
 }
 
 proptest! {

@@ -3,6 +3,7 @@
 use super::{CheckReport, Context, finite, pooled_evidence};
 use crate::config::CheckKind;
 use crate::evalue::{binomial_log_lr, canary_share, log_bound, poisson_log_lr, ratio_from_share};
+use crate::onset::Onset;
 use crate::recent::Recent;
 use crate::verdict::CheckState;
 use crate::window::Window;
@@ -35,6 +36,10 @@ const PROMOTE_GATE: f64 = 1.5;
 const MAX_RATIO: f64 = 200.0;
 /// Estimation windows tried, in seconds, besides the configured one.
 const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
+/// Post-change rate ratios of the CUSUMs that date a regression (see
+/// [`Onset`]), as multiples of the tolerance line: from barely over it to
+/// ten times it.
+const ONSET_GRID: [f64; 6] = [1.25, 1.5, 2.0, 3.0, 5.0, 10.0];
 
 /// Sequential test of the canary error rate `p_c` against `(1 + tolerance)`
 /// times the baseline's `p_b`.
@@ -74,6 +79,11 @@ const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
 /// services with almost no errors there is a second route: a Poisson
 /// e-process against `p_c ≥ promote_below` (alternative `promote_below/2`).
 /// The two routes share the promotion budget equally.
+///
+/// **Onset.** Besides its bets, the check runs a small bank of CUSUMs of
+/// the same binomial likelihood ratios at fixed ratios (`ONSET_GRID`)
+/// against the tolerance line, every tick after the warm-up; when the check
+/// fails, their change point is the report's `onset_t` (see [`Onset`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRateCheck {
     tolerance: f64,
@@ -88,6 +98,9 @@ pub struct ErrorRateCheck {
     /// The raw rate ratio over the longest window, as of the last tick (for
     /// the report).
     estimate: Option<f64>,
+    /// CUSUMs that date the change once the check fails (see [`Onset`]).
+    #[serde(default)]
+    onset: Onset,
 }
 
 /// What to bet on this tick.
@@ -139,6 +152,7 @@ impl ErrorRateCheck {
             recent: Recent::new(window),
             total: Counts::default(),
             estimate: None,
+            onset: Onset::default(),
         }
     }
 
@@ -151,6 +165,7 @@ impl ErrorRateCheck {
     /// evidence the largest); it stays failed.
     pub(super) fn fail(&mut self) {
         self.failed = true;
+        self.onset.freeze();
     }
 
     /// Remembers a warm-up tick for sizing later bets; no bet, no evidence.
@@ -246,6 +261,10 @@ impl ErrorRateCheck {
                 let alt = canary_share(rho.clamp(r / MAX_RATIO, r), nc, nb);
                 self.log_e_promote += binomial_log_lr(tick.ec, errors, alt, null_share);
             }
+            // Dating a change is not a bet: every informative tick counts.
+            let llrs = ONSET_GRID
+                .map(|k| binomial_log_lr(tick.ec, errors, canary_share(k * r, nc, nb), null_share));
+            self.onset.step(ctx.t, &llrs);
         }
         if self.promote_below > 0.0 && tick.nc > 0 {
             let f = self.promote_below;
@@ -322,6 +341,7 @@ impl ErrorRateCheck {
         report.threshold = Some(r);
         report.baseline_samples = t.nb;
         report.canary_samples = t.nc;
+        report.onset_t = self.onset.t().filter(|_| self.failed);
         report
     }
 }

@@ -3,6 +3,7 @@
 use super::{CheckReport, Context, finite, pooled_evidence};
 use crate::config::CheckKind;
 use crate::evalue::{exceedance, grapa_lambda, log_bet, log_bound};
+use crate::onset::Onset;
 use crate::recent::Recent;
 use crate::verdict::CheckState;
 use crate::window::Window;
@@ -19,6 +20,9 @@ const GATE: f64 = 2.0;
 const MAX_LAMBDA: f64 = 1.5;
 /// Estimation windows tried, in seconds, besides the configured one.
 const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
+/// Fixed bet sizes of the CUSUMs that date a regression (see [`Onset`]):
+/// small bets fit small shifts, large ones large shifts.
+const ONSET_GRID: [f64; 5] = [0.1, 0.25, 0.5, 1.0, 1.5];
 
 /// Sequential test that canary latencies are at most `(1 + tolerance)` ×
 /// baseline's, in the sense of stochastic order: no model of latency
@@ -43,6 +47,10 @@ const SHORT_WINDOWS: [f64; 3] = [10.0, 30.0, 60.0];
 /// tick after the warm-up.
 /// The mirror bet `1 + λ(½ − x)` on the same scores tests the promotion null
 /// "the canary is at least (1+tol)× slower" (there `E[x] ≥ 1/2`).
+///
+/// **Onset.** The same scores also feed a small bank of CUSUMs with fixed
+/// bet sizes (`ONSET_GRID`), every tick after the warm-up; when the check
+/// fails, their change point is the report's `onset_t` (see [`Onset`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyCheck {
     tolerance: f64,
@@ -57,6 +65,9 @@ pub struct LatencyCheck {
     /// Mean score over the longest window as of the last tick (for the
     /// report).
     recent_mean: Option<f64>,
+    /// CUSUMs that date the change once the check fails (see [`Onset`]).
+    #[serde(default)]
+    onset: Onset,
 }
 
 /// Running sums of scores.
@@ -160,6 +171,7 @@ impl LatencyCheck {
             baseline_samples: 0,
             canary_samples: 0,
             recent_mean: None,
+            onset: Onset::default(),
         }
     }
 
@@ -172,6 +184,7 @@ impl LatencyCheck {
     /// evidence the largest); it stays failed.
     pub(super) fn fail(&mut self) {
         self.failed = true;
+        self.onset.freeze();
     }
 
     /// Remembers a warm-up tick's scores for sizing later bets; no bet, no
@@ -254,12 +267,18 @@ impl LatencyCheck {
         let lambda = if ctx.incident { 0.0 } else { lambda };
         let mut tick = Scores::default();
         let mut step = 0.0;
-        for x in tick_scores(ctx.t, &canary, &baseline, factor) {
+        let scores = tick_scores(ctx.t, &canary, &baseline, factor);
+        for &x in &scores {
             step += log_bet(lambda, x, 0.5);
             self.log_e_promote += log_bet(lambda_promote, 1.0 - x, 0.5);
             tick.push(x);
         }
         self.log_e += step;
+        // Dating a change is not a bet: every tick with scores counts.
+        if tick.n > 0 {
+            let llrs = ONSET_GRID.map(|l| scores.iter().map(|&x| log_bet(l, x, 0.5)).sum::<f64>());
+            self.onset.step(ctx.t, &llrs);
+        }
         self.recent.push(ctx.t, tick);
         self.total.add(&tick);
         (lambda > 0.0).then_some(step)
@@ -326,6 +345,7 @@ impl LatencyCheck {
         report.threshold = Some(0.5);
         report.baseline_samples = self.baseline_samples;
         report.canary_samples = self.canary_samples;
+        report.onset_t = self.onset.t().filter(|_| self.failed);
         report
     }
 }

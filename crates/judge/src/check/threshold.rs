@@ -236,6 +236,9 @@ impl ThresholdCheck {
         // has recovered: the canary's value is then the incident's echo.
         let incident_in_window = self.recent.values().any(|p| p.incident);
         let shared = baseline.is_some_and(|b| self.violates(b)) || incident_in_window;
+        // A failing or excused guard dates its problem from the start of
+        // the breach that has now lasted long enough.
+        report.onset_t = (lasted >= self.sustained).then_some(since);
         if lasted < self.sustained {
             report.state = CheckState::Continue;
             report.reason = format!(
