@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod analysis;
+pub mod client;
 pub mod demo;
 pub mod demo_app;
 pub mod flags;
 pub mod proxy;
 pub mod simulate;
+pub mod up;
 pub mod version;

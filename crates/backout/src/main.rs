@@ -45,6 +45,35 @@ enum Command {
     /// Manage feature flags: list, set, kill, stale, history.
     #[command(subcommand)]
     Flag(cmd::flags::FlagCommand),
+    /// Run the control plane (API, controller, judge, event log) with the proxy embedded.
+    Up(cmd::up::Args),
+    /// Register a release and roll it out (`--no-rollout` to only register).
+    Release(cmd::client::ReleaseArgs),
+    /// Roll out a release registered earlier.
+    Rollout(cmd::client::ReleaseArgs),
+    /// Where a service's rollout stands: step, weights, verdict, instances.
+    Status(cmd::client::StatusArgs),
+    /// Pass a manual gate (an `approve` step, an open pause, an inconclusive analysis).
+    Approve(cmd::client::ServiceArgs),
+    /// Hold the rollout where it is.
+    Pause(cmd::client::ServiceArgs),
+    /// Lift a pause.
+    Resume(cmd::client::ServiceArgs),
+    /// Stop the rollout and send everything back to stable (not an incident).
+    Abort(cmd::client::ServiceArgs),
+    /// Break-glass: canary to 0% now; `--to VERSION` restores a pinned known-good release.
+    Rollback(cmd::client::RollbackArgs),
+    /// Skip the current step; `--full` goes straight to 100% (audited).
+    Promote(cmd::client::PromoteArgs),
+    /// Releases, outcomes, rollbacks and MTTR.
+    History(cmd::client::ServiceArgs),
+    /// The event log: who did what, when and why.
+    Events(cmd::client::EventsArgs),
+    /// Turn automatic rollback off for a while (audited) or back on.
+    AutoRollback(cmd::client::AutoRollbackArgs),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(cmd::client::TokenCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +87,20 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Flags(c) => cmd::flags::serve(c),
         Command::Flag(c) => cmd::flags::run(c),
+        Command::Up(a) => cmd::up::run(a),
+        Command::Release(a) => cmd::client::release(a),
+        Command::Rollout(a) => cmd::client::rollout(a),
+        Command::Status(a) => cmd::client::status(a),
+        Command::Approve(a) => cmd::client::approve(a),
+        Command::Pause(a) => cmd::client::pause(a),
+        Command::Resume(a) => cmd::client::resume(a),
+        Command::Abort(a) => cmd::client::abort(a),
+        Command::Rollback(a) => cmd::client::rollback(a),
+        Command::Promote(a) => cmd::client::promote(a),
+        Command::History(a) => cmd::client::history(a),
+        Command::Events(a) => cmd::client::events(a),
+        Command::AutoRollback(a) => cmd::client::auto_rollback(a),
+        Command::Token(c) => cmd::client::token(c),
     };
     match result {
         Ok(code) => code,

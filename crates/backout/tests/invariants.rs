@@ -12,6 +12,7 @@ const PURE: &[&str] = &[
     "backout-judge",
     "backout-flags",
     "backout-sim",
+    "backout-rollout",
 ];
 
 /// Packages whose presence means I/O or an async runtime.

@@ -61,7 +61,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(
+    pub fn new(
         status: StatusCode,
         code: &'static str,
         field: Option<String>,
@@ -75,7 +75,7 @@ impl ApiError {
         }
     }
 
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         Self::new(
             StatusCode::BAD_REQUEST,

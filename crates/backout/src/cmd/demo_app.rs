@@ -33,6 +33,10 @@ pub struct Args {
     /// latency and tail (a release that goes bad under load), e.g. `5s`.
     #[arg(long)]
     degrade_after: Option<String>,
+    /// Never pass the readiness probe (`/ready` answers 503): a release
+    /// that starts but cannot take traffic.
+    #[arg(long)]
+    unready: bool,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -54,6 +58,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .into_diagnostic()?;
     runtime.block_on(async move {
         let control = Arc::new(Control::new(&args.version));
+        control.set_ready(!args.unready);
         let (error_rate, tail) = (args.error_rate, args.tail);
         let apply = move |c: &Control| {
             c.set_error_rate(error_rate);

@@ -1,0 +1,758 @@
+//! The CLI verbs that talk to a running `backout up` over its API, so they
+//! work the same from the machine itself or from anywhere that can reach it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args as ClapArgs, Subcommand, ValueEnum};
+use miette::{IntoDiagnostic, Result, WrapErr, miette};
+use serde_json::{Value as Json, json};
+
+/// Where the API is and who we are.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Remote {
+    /// The API of a running `backout up`.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKOUT_SERVER",
+        default_value = "http://127.0.0.1:9900"
+    )]
+    server: String,
+    /// API token; without one, the admin token `backout up` wrote to the
+    /// data directory is used.
+    #[arg(long, global = true, env = "BACKOUT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The data directory of a local `backout up` (for its admin token).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKOUT_DATA",
+        default_value = "backout-data"
+    )]
+    data: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub fn now_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Remote {
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string(self.data.join("admin.token"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+    }
+
+    /// One API call; an error answer becomes a message naming what the
+    /// server said.
+    pub fn call(&self, method: &str, path: &str, body: Option<Json>) -> Result<Json> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .into_diagnostic()?;
+        runtime.block_on(self.call_async(method, path, body))
+    }
+
+    async fn call_async(&self, method: &str, path: &str, body: Option<Json>) -> Result<Json> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .into_diagnostic()?;
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let method: reqwest::Method = method.parse().into_diagnostic()?;
+        let mut request = client.request(method, &url);
+        if let Some(token) = self.token() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| {
+            miette!(
+                "cannot reach the backout API at {}: {e}\nis `backout up` running? (set --server or BACKOUT_SERVER)",
+                self.server
+            )
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        if !status.is_success() {
+            let e = &value["error"];
+            let field = e["field"]
+                .as_str()
+                .map(|f| format!(" (field `{f}`)"))
+                .unwrap_or_default();
+            let message = e["message"].as_str().unwrap_or(&text);
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                "\ngive a token with --token or BACKOUT_TOKEN (create one with `backout token create`)"
+            } else {
+                ""
+            };
+            return Err(miette!("{status}: {message}{field}{hint}"));
+        }
+        Ok(value)
+    }
+
+    fn print(&self, value: &Json, text: impl FnOnce(&Json)) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            ),
+            Output::Text => text(value),
+        }
+    }
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ServiceArgs {
+    /// The service, as named in its file.
+    service: String,
+    /// Why: recorded in the event log with your token's name.
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct StatusArgs {
+    /// The service; all services when left out.
+    service: Option<String>,
+    /// Keep printing as things change (Ctrl-C to stop).
+    #[arg(long, short)]
+    watch: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct RollbackArgs {
+    service: String,
+    /// Go to this pinned known-good release instead, without analysis.
+    #[arg(long, value_name = "VERSION")]
+    to: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct PromoteArgs {
+    service: String,
+    /// Straight to 100%, skipping every remaining step (break-glass, audited).
+    #[arg(long)]
+    full: bool,
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ReleaseArgs {
+    service: String,
+    /// The release's version name (immutable once registered).
+    #[arg(long)]
+    version: String,
+    /// What is deployed: an image, a path, a digest.
+    #[arg(long)]
+    artifact: Option<String>,
+    /// Release config, e.g. `endpoints=http://10.0.0.5:8080` for static drivers.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Register only; roll it out later with `backout rollout`.
+    #[arg(long)]
+    no_rollout: bool,
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct EventsArgs {
+    /// Only this service's events.
+    service: Option<String>,
+    /// Only events after this seq.
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+    #[arg(long, default_value_t = 200)]
+    limit: usize,
+    /// Include ticks and readiness reports (left out by default).
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct AutoRollbackArgs {
+    service: String,
+    /// Turn automatic rollback off …
+    #[arg(long, conflicts_with = "on", requires_all = ["for_", "reason"])]
+    off: bool,
+    /// … or back on.
+    #[arg(long)]
+    on: bool,
+    /// How long it stays off, e.g. `2h`.
+    #[arg(long = "for", value_name = "DURATION")]
+    for_: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints the secret once.
+    Create {
+        name: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Write straight into the local data directory instead of asking
+        /// the API (to make the first tokens).
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke a token.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn path(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn print_change(remote: &Remote, value: &Json) {
+    remote.print(value, |v| {
+        for n in v["notices"].as_array().into_iter().flatten() {
+            println!("{}", n["message"].as_str().unwrap_or_default());
+        }
+        if v["duplicate"].as_bool() == Some(true) {
+            println!("(already applied earlier: nothing new was done)");
+        }
+        println!("recorded as event #{}", v["seq"]);
+    });
+}
+
+fn command(args: &ServiceArgs, body: Json) -> Result<ExitCode> {
+    let mut body = body;
+    if let Some(r) = &args.reason {
+        body["reason"] = json!(r);
+    }
+    let v = args.remote.call(
+        "POST",
+        &format!("/api/v1/services/{}/actions", path(&args.service)),
+        Some(body),
+    )?;
+    print_change(&args.remote, &v);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn approve(a: ServiceArgs) -> Result<ExitCode> {
+    command(&a, json!({"command": "approve"}))
+}
+pub fn pause(a: ServiceArgs) -> Result<ExitCode> {
+    command(&a, json!({"command": "pause"}))
+}
+pub fn resume(a: ServiceArgs) -> Result<ExitCode> {
+    command(&a, json!({"command": "resume"}))
+}
+pub fn abort(a: ServiceArgs) -> Result<ExitCode> {
+    command(&a, json!({"command": "abort"}))
+}
+
+pub fn rollback(a: RollbackArgs) -> Result<ExitCode> {
+    let mut body = json!({"command": "rollback"});
+    if let Some(to) = &a.to {
+        body["to"] = json!(to);
+    }
+    let args = ServiceArgs {
+        service: a.service,
+        reason: a.reason,
+        remote: a.remote,
+    };
+    command(&args, body)
+}
+
+pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
+    let args = ServiceArgs {
+        service: a.service,
+        reason: a.reason,
+        remote: a.remote,
+    };
+    command(&args, json!({"command": "promote", "full": a.full}))
+}
+
+pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
+    let mut config = BTreeMap::new();
+    for kv in &a.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            miette!("--set {kv:?}: write KEY=VALUE, e.g. --set endpoints=http://127.0.0.1:9001")
+        })?;
+        if k.is_empty() {
+            return Err(miette!("--set {kv:?}: the key is empty"));
+        }
+        config.insert(k.to_string(), v.to_string());
+    }
+    let mut body = json!({"version": a.version, "config": config, "rollout": !a.no_rollout});
+    if let Some(art) = &a.artifact {
+        body["artifact"] = json!(art);
+    }
+    if let Some(r) = &a.reason {
+        body["reason"] = json!(r);
+    }
+    let v = a.remote.call(
+        "POST",
+        &format!("/api/v1/services/{}/releases", path(&a.service)),
+        Some(body),
+    )?;
+    print_change(&a.remote, &v);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rollout(a: ReleaseArgs) -> Result<ExitCode> {
+    let mut body = json!({"version": a.version});
+    if let Some(r) = &a.reason {
+        body["reason"] = json!(r);
+    }
+    let v = a.remote.call(
+        "POST",
+        &format!("/api/v1/services/{}/rollouts", path(&a.service)),
+        Some(body),
+    )?;
+    print_change(&a.remote, &v);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn auto_rollback(a: AutoRollbackArgs) -> Result<ExitCode> {
+    if a.off == a.on {
+        return Err(miette!("say --off (with --for and --reason) or --on"));
+    }
+    let mut body = json!({"enabled": a.on});
+    if let Some(d) = &a.for_ {
+        let d = backout_spec::Duration::parse(d).map_err(|e| miette!("--for: {e}"))?;
+        body["until_ms"] = json!(now_ms() + d.get().as_millis() as i64);
+    }
+    if let Some(r) = &a.reason {
+        body["reason"] = json!(r);
+    }
+    let v = a.remote.call(
+        "PUT",
+        &format!("/api/v1/services/{}/auto-rollback", path(&a.service)),
+        Some(body),
+    )?;
+    print_change(&a.remote, &v);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(a: StatusArgs) -> Result<ExitCode> {
+    let Some(service) = &a.service else {
+        let v = a.remote.call("GET", "/api/v1/services", None)?;
+        a.remote.print(&v, |v| {
+            println!(
+                "{:<20} {:<12} {:<12} {:<12} {:>7} verdict",
+                "SERVICE", "STABLE", "ROLLOUT", "PHASE", "CANARY"
+            );
+            for s in v.as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:<12} {:<12} {:<12} {:>6.1}% {}",
+                    s["name"].as_str().unwrap_or_default(),
+                    s["stable"].as_str().unwrap_or("-"),
+                    s["rollout"].as_str().unwrap_or("-"),
+                    s["phase"].as_str().unwrap_or("-"),
+                    s["canary_weight_permille"].as_f64().unwrap_or(0.0) / 10.0,
+                    s["verdict"].as_str().unwrap_or("-"),
+                );
+            }
+        });
+        return Ok(ExitCode::SUCCESS);
+    };
+    let url = format!("/api/v1/services/{}", path(service));
+    loop {
+        let v = a.remote.call("GET", &url, None)?;
+        if a.watch && a.remote.output == Output::Text {
+            print!("\x1b[2J\x1b[H");
+        }
+        a.remote.print(&v, |v| println!("{}", render_status(v)));
+        if !a.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn ms(v: &Json) -> String {
+    v.as_i64()
+        .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+}
+
+fn bar(percent: f64) -> String {
+    let filled = ((percent / 100.0) * 20.0).round() as usize;
+    format!(
+        "[{}{}]",
+        "█".repeat(filled.min(20)),
+        "░".repeat(20 - filled.min(20))
+    )
+}
+
+/// The human view of one service.
+pub fn render_status(v: &Json) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let st = &v["state"];
+    let name = v["name"].as_str().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{name}: stable {}",
+        st["stable"].as_str().unwrap_or("(none yet)")
+    );
+    let route = &st["route"];
+    if !route.is_null() {
+        let w = route["weight"].as_f64().unwrap_or(0.0);
+        let canary = route["canary"].as_str();
+        match canary {
+            Some(c) => {
+                let _ = writeln!(
+                    out,
+                    "  route  {} {:.1}% | {c} {:.1}% {}{}",
+                    route["stable"].as_str().unwrap_or_default(),
+                    100.0 - w,
+                    w,
+                    bar(w),
+                    if route["rules"].as_array().is_some_and(|r| !r.is_empty()) {
+                        " + match rules"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  route  {} 100%",
+                    route["stable"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    let r = &st["rollout"];
+    if r.is_null() {
+        let _ = writeln!(out, "  no rollout in progress");
+    } else {
+        let steps = v["steps"].as_array().cloned().unwrap_or_default();
+        let step = r["step"].as_u64().unwrap_or(0) as usize;
+        let label = steps
+            .get(step)
+            .and_then(|s| s.as_str())
+            .unwrap_or("finishing");
+        let _ = writeln!(
+            out,
+            "  rollout #{} {} ({}, {}): step {}/{}: {label}",
+            r["id"],
+            r["version"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
+            r["phase"].as_str().unwrap_or_default(),
+            (step + 1).min(steps.len().max(1)),
+            steps.len()
+        );
+        if let Some(p) = r["paused"].as_object() {
+            let _ = writeln!(
+                out,
+                "  PAUSED ({}): {}",
+                p["kind"].as_str().unwrap_or_default(),
+                p["reason"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    if let Some(d) = v["decision"].as_object() {
+        let _ = writeln!(
+            out,
+            "  judge  {} at t={:.0}s: {}",
+            d["verdict"].as_str().unwrap_or_default(),
+            d["t"].as_f64().unwrap_or(0.0),
+            d["reason"].as_str().unwrap_or_default()
+        );
+        for c in d["checks"].as_array().into_iter().flatten() {
+            let num = |k: &str| {
+                c[k].as_f64().map_or("-".into(), |x| {
+                    if x > 1e12 {
+                        "∞".to_string()
+                    } else {
+                        format!("{x:.3}")
+                    }
+                })
+            };
+            let _ = writeln!(
+                out,
+                "    {:<16} {:<12} estimate {} (line {}), evidence {} of {}",
+                c["name"].as_str().unwrap_or_default(),
+                c["state"].as_str().unwrap_or_default(),
+                num("estimate"),
+                num("threshold"),
+                if c["pooled_statistic"].is_null() {
+                    num("statistic")
+                } else {
+                    num("pooled_statistic")
+                },
+                num("bound"),
+            );
+        }
+    }
+    if let Some(inst) = v["instances"].as_object() {
+        let ready = &st["readiness"];
+        for (version, list) in inst {
+            let (r, t) = (
+                ready[version][0].as_u64().unwrap_or(0),
+                ready[version][1]
+                    .as_u64()
+                    .unwrap_or(list.as_array().map_or(0, Vec::len) as u64),
+            );
+            let _ = writeln!(out, "  {version}: {r}/{t} instances ready");
+        }
+    }
+    if let Some(last) = st["rollbacks"].as_array().and_then(|a| a.last()) {
+        let _ = writeln!(
+            out,
+            "  last rollback: {} → {} ({}): {}",
+            last["from_version"].as_str().unwrap_or_default(),
+            last["to_version"].as_str().unwrap_or_default(),
+            last["kind"].as_str().unwrap_or_default(),
+            last["reason"].as_str().unwrap_or_default()
+        );
+    }
+    let ar = &st["auto_rollback"];
+    if ar["enabled"].as_bool() == Some(false) {
+        let _ = writeln!(
+            out,
+            "  automatic rollback OFF (by {}: {})",
+            ar["changed_by"].as_str().unwrap_or("?"),
+            ar["reason"].as_str().unwrap_or("")
+        );
+    }
+    out.trim_end().to_string()
+}
+
+pub fn history(a: ServiceArgs) -> Result<ExitCode> {
+    let v = a.remote.call(
+        "GET",
+        &format!("/api/v1/services/{}/history", path(&a.service)),
+        None,
+    )?;
+    a.remote.print(&v, |v| {
+        println!("releases of {}:", a.service);
+        for r in v["releases"].as_array().into_iter().flatten() {
+            let mut marks = Vec::new();
+            if r["stable"].as_bool() == Some(true) {
+                marks.push("stable");
+            }
+            if !r["known_good_ms"].is_null() {
+                marks.push("known good");
+            }
+            if r["pinned"].as_bool() == Some(true) {
+                marks.push("pinned");
+            }
+            println!(
+                "  {:<12} {:<12} by {:<10} {}",
+                r["version"].as_str().unwrap_or_default(),
+                r["outcome"].as_str().unwrap_or("-"),
+                r["registered_by"].as_str().unwrap_or_default(),
+                marks.join(", ")
+            );
+        }
+        let rollbacks = v["rollbacks"].as_array().cloned().unwrap_or_default();
+        if !rollbacks.is_empty() {
+            println!("rollbacks (MTTR: detect / decide / act / verify = total):");
+            for r in &rollbacks {
+                let m = &r["mttr"];
+                println!(
+                    "  {} → {} {:<10} {} / {} / {} / {} = {}  {}",
+                    r["from_version"].as_str().unwrap_or_default(),
+                    r["to_version"].as_str().unwrap_or_default(),
+                    r["kind"].as_str().unwrap_or_default(),
+                    ms(&m["detect_ms"]),
+                    ms(&m["decide_ms"]),
+                    ms(&m["act_ms"]),
+                    ms(&m["verify_ms"]),
+                    ms(&m["total_ms"]),
+                    r["reason"].as_str().unwrap_or_default()
+                );
+            }
+            let s = &v["mttr"];
+            println!(
+                "MTTR over {} rollbacks: p50 {} , p95 {}",
+                s["rollbacks"],
+                ms(&s["p50"]["total_ms"]),
+                ms(&s["p95"]["total_ms"])
+            );
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Event kinds that are bookkeeping rather than news.
+fn noisy(kind: &str) -> bool {
+    matches!(
+        kind,
+        "input.tick" | "input.readiness" | "input.route_applied" | "driver.instances"
+    )
+}
+
+pub fn events(a: EventsArgs) -> Result<ExitCode> {
+    let mut url = format!("/api/v1/events?after={}&limit={}", a.after, a.limit);
+    if let Some(s) = &a.service {
+        url.push_str(&format!("&service={}", path(s)));
+    }
+    let v = a.remote.call("GET", &url, None)?;
+    a.remote.print(&v, |v| {
+        for e in v.as_array().into_iter().flatten() {
+            let kind = e["kind"].as_str().unwrap_or_default();
+            if !a.all && noisy(kind) {
+                continue;
+            }
+            println!("{}", describe_event(e));
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line for a stored event: seq, time, who, what.
+pub fn describe_event(e: &Json) -> String {
+    let kind = e["kind"].as_str().unwrap_or_default();
+    let body = &e["body"];
+    let what = match kind {
+        "action.notify" => body["message"].as_str().unwrap_or_default().to_string(),
+        "action.set_route" => format!(
+            "route: {} / {} {:.1}%",
+            body["stable"].as_str().unwrap_or_default(),
+            body["canary"].as_str().unwrap_or("-"),
+            body["weight"].as_f64().unwrap_or(0.0)
+        ),
+        "input.verdict" => format!(
+            "judge: {} — {}",
+            body["verdict"].as_str().unwrap_or_default(),
+            body["reason"].as_str().unwrap_or_default()
+        ),
+        "input.command" => format!("command {}", body["command"].as_str().unwrap_or_default()),
+        _ => {
+            let mut b = body.clone();
+            if let Some(o) = b.as_object_mut() {
+                o.remove("input");
+                o.remove("action");
+            }
+            if b.as_object().is_some_and(|o| o.is_empty()) {
+                String::new()
+            } else {
+                b.to_string()
+            }
+        }
+    };
+    let reason = e["reason"]
+        .as_str()
+        .map(|r| format!(" (why: {r})"))
+        .unwrap_or_default();
+    format!(
+        "#{:<6} {:>13} {:<10} {:<24} {what}{reason}",
+        e["seq"],
+        e["at_ms"],
+        e["actor"].as_str().unwrap_or_default(),
+        kind
+    )
+}
+
+pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create {
+            name,
+            role,
+            local,
+            remote,
+        } => {
+            let parsed: backout_store::Role = role
+                .parse()
+                .map_err(|e: backout_store::ParseRoleError| miette!("--role: {e}"))?;
+            let v = if local {
+                let (store, _) = super::up::open_store(&remote.data)?;
+                use backout_store::Tokens;
+                let secret = store
+                    .create_token(&name, parsed, now_ms())
+                    .map_err(|e| miette!("{e}"))?;
+                json!({"name": name, "role": parsed, "secret": secret})
+            } else {
+                remote.call(
+                    "POST",
+                    "/api/v1/tokens",
+                    Some(json!({"name": name, "role": parsed})),
+                )?
+            };
+            remote.print(&v, |v| {
+                println!("{}", v["secret"].as_str().unwrap_or_default());
+                eprintln!(
+                    "token {:?} ({}) created; the secret above is shown only now",
+                    v["name"].as_str().unwrap_or_default(),
+                    v["role"].as_str().unwrap_or_default()
+                );
+            });
+        }
+        TokenCommand::List { remote } => {
+            let v = remote.call("GET", "/api/v1/tokens", None)?;
+            remote.print(&v, |v| {
+                for t in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<20} {}",
+                        t["name"].as_str().unwrap_or_default(),
+                        t["role"].as_str().unwrap_or_default()
+                    );
+                }
+            });
+        }
+        TokenCommand::Revoke { name, remote } => {
+            remote
+                .call("DELETE", &format!("/api/v1/tokens/{}", path(&name)), None)
+                .wrap_err_with(|| format!("revoking {name:?}"))?;
+            if remote.output == Output::Text {
+                println!("revoked {name}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

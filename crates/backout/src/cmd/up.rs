@@ -1,0 +1,165 @@
+//! `backout up`: the control plane with the proxy embedded — API,
+//! controller loop, judge, event log — for the services in the given files.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backout_proxy::{ProxyConfig, RunningProxy};
+use backout_server::api::{self, ApiState};
+use backout_server::controller::{Controller, ManagedService};
+use backout_store::{Role, SqliteStore, Tokens};
+use clap::Args as ClapArgs;
+use miette::{IntoDiagnostic, WrapErr, miette};
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "Example: backout up -f shop.yaml
+Then:    backout release shop --version v2
+         backout status shop --watch")]
+pub struct Args {
+    /// Service files (YAML), one service each, with a `driver:` section.
+    #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Where the API listens. It is authenticated, but keep it on
+    /// localhost unless the network is trusted.
+    #[arg(long, default_value = "127.0.0.1:9900", env = "BACKOUT_API")]
+    api: SocketAddr,
+    /// Data-plane listener for services that do not set `listen:`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Event log, instance logs and the local admin token live here.
+    #[arg(long, default_value = "backout-data", env = "BACKOUT_DATA")]
+    data: PathBuf,
+    /// Leave the instances running on exit (the next `up` adopts them).
+    #[arg(long)]
+    keep_instances: bool,
+    /// Data-plane worker threads (0: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let specs = super::proxy::load_files(&args.files)?;
+    for s in &specs {
+        if s.driver.is_none() {
+            return Err(miette!(
+                "service {:?} has no `driver:` section; `backout up` starts releases through it, e.g.\n  driver:\n    process: {{command: \"./app --port {{port}} --version {{version}}\"}}\nor `driver: {{static: {{}}}}` with `backout release --set endpoints=http://host:port`",
+                s.name
+            ));
+        }
+    }
+    crate::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let managed: Vec<ManagedService> = specs
+        .into_iter()
+        .zip(&args.files)
+        .map(|(spec, file)| ManagedService {
+            spec,
+            base_dir: file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        })
+        .collect();
+    runtime.block_on(serve(args, managed))
+}
+
+/// Opens the store, and on first use creates an admin token for the local
+/// CLI in `DATA/admin.token` (readable by this user only).
+pub fn open_store(data: &Path) -> miette::Result<(Arc<SqliteStore>, Option<PathBuf>)> {
+    std::fs::create_dir_all(data)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot create the data directory {}", data.display()))?;
+    let store = SqliteStore::open(data.join("backout.db"))
+        .map_err(|e| miette!("{e}"))
+        .wrap_err("cannot open the event log")?;
+    let store = Arc::new(store);
+    let token_file = data.join("admin.token");
+    let tokens = store.list_tokens().map_err(|e| miette!("{e}"))?;
+    if tokens.is_empty() {
+        let secret = store
+            .create_token("admin", Role::Admin, super::client::now_ms())
+            .map_err(|e| miette!("{e}"))?;
+        write_private(&token_file, &secret)?;
+        return Ok((store, Some(token_file)));
+    }
+    Ok((store, None))
+}
+
+fn write_private(path: &Path, secret: &str) -> miette::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options
+        .open(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{secret}").into_diagnostic()?;
+    Ok(())
+}
+
+async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitCode> {
+    let (store, new_token) = open_store(&args.data)?;
+    let proxy = RunningProxy::start(ProxyConfig {
+        services: managed.iter().map(|m| m.spec.clone()).collect(),
+        default_listen: Some(args.listen),
+        admin: None,
+        drain_timeout: std::time::Duration::from_secs(10),
+        workers: args.workers,
+    })
+    .await
+    .into_diagnostic()?;
+    let names: Vec<String> = managed.iter().map(|m| m.spec.name.clone()).collect();
+    let controller = Controller::start(
+        Arc::clone(&store),
+        &proxy.state.services,
+        managed,
+        args.data.clone(),
+    )
+    .await
+    .map_err(|e| miette!("{e}"))?;
+    let controller = Arc::new(controller);
+    let state = Arc::new(ApiState {
+        controller: Arc::clone(&controller),
+        store: Arc::clone(&store),
+        proxy: Some(Arc::clone(&proxy.state)),
+    });
+    let listener = tokio::net::TcpListener::bind(args.api)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot listen on {} for the API", args.api))?;
+    let api_addr = listener.local_addr().into_diagnostic()?;
+    for (_, bound) in &proxy.listeners {
+        println!(
+            "backout: data plane on http://{bound} (services: {})",
+            names.join(", ")
+        );
+    }
+    println!(
+        "backout: API on http://{api_addr}/api/v1 (event log: {}/backout.db)",
+        args.data.display()
+    );
+    if let Some(path) = new_token {
+        println!(
+            "backout: created an admin token in {} (the CLI uses it from this directory)",
+            path.display()
+        );
+    }
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async {
+        crate::signal::wait_for_shutdown().await;
+    });
+    server.await.into_diagnostic()?;
+    println!("backout: shutting down");
+    controller.shutdown(!args.keep_instances).await;
+    proxy.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

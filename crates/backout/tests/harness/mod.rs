@@ -1,0 +1,307 @@
+//! A real `backout up` for end-to-end tests: its own data directory, ports,
+//! admin token, and the demo app as the service's releases (the artifact is
+//! the demo app's behaviour, e.g. `--error-rate 0.2`).
+
+// Tests wait for real processes, so they read the real clock.
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_backout");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service file for the demo app. `steps` is a YAML flow list; `extra`
+/// is appended at the top level (indented by the caller).
+pub fn spec(data_port: u16, steps: &str, extra: &str) -> String {
+    format!(
+        r#"name: shop
+listen: 127.0.0.1:{data_port}
+version_header: x-backout-version
+probes:
+  readiness: {{path: /ready, period: 500ms, timeout: 400ms}}
+strategy:
+  steps: {steps}
+  soak: 2s
+  drain: 500ms
+  progress_deadline: 20s
+analysis:
+  promote_after: 4s
+  checks:
+    - {{kind: error_rate, warmup: 2s}}
+    - {{kind: latency, warmup: 2s, tolerance: 1.0}}
+driver:
+  process:
+    command: "'{BIN}' demo-app --port {{port}} --version {{version}} {{artifact}}"
+    stop_timeout: 2s
+{extra}"#
+    )
+}
+
+pub struct Up {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub api: String,
+    pub api_port: u16,
+    pub data_port: u16,
+    pub token: String,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Up {
+    /// Starts `backout up` on `spec_text` in a fresh directory.
+    pub fn start(spec_text: &str, data_port: u16) -> Up {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        std::fs::write(dir.join("shop.yaml"), spec_text).unwrap();
+        let mut up = Up {
+            data: dir.join("data"),
+            dir,
+            api: String::new(),
+            api_port: free_port(),
+            data_port,
+            token: String::new(),
+            child: None,
+            _tmp: Some(tmp),
+        };
+        up.api = format!("http://127.0.0.1:{}", up.api_port);
+        up.launch();
+        up
+    }
+
+    /// (Re)starts the process on the same directory and ports.
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("up.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .current_dir(&self.dir)
+            .args(["up", "-f", "shop.yaml", "--api"])
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--workers", "1"])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.api_port)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "backout up did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.token = std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("up.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no clean-up at all, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop that also stops the instances.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a CLI verb against this `up` with its admin token.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.token, args)
+    }
+
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .current_dir(&self.dir)
+            .args(args)
+            .env("BACKOUT_SERVER", &self.api)
+            .env("BACKOUT_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    /// A CLI verb that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "backout {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn status(&self) -> Json {
+        serde_json::from_str(&self.ok(&["status", "shop", "-o", "json"])).unwrap()
+    }
+
+    pub fn history(&self) -> Json {
+        serde_json::from_str(&self.ok(&["history", "shop", "-o", "json"])).unwrap()
+    }
+
+    pub fn events(&self) -> Vec<Json> {
+        let v: Json =
+            serde_json::from_str(&self.ok(&["events", "--limit", "10000", "-o", "json"])).unwrap();
+        v.as_array().unwrap().clone()
+    }
+
+    /// Polls the status until `done` holds; panics with the status and log
+    /// after `secs`.
+    pub fn wait_for(&self, what: &str, secs: u64, done: impl Fn(&Json) -> bool) -> Json {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status();
+            if done(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; status:\n{}\nlog:\n{}",
+                    serde_json::to_string_pretty(&s).unwrap(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn stable(s: &Json) -> Option<&str> {
+    s["state"]["stable"].as_str()
+}
+
+pub fn no_rollout(s: &Json) -> bool {
+    s["state"]["rollout"].is_null()
+}
+
+pub fn paused(s: &Json) -> bool {
+    s["state"]["rollout"]["paused"].is_object()
+}
+
+/// Steady traffic on the data plane from a background thread, until
+/// dropped: four keep-alive clients, about 25 requests/s each.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub sent: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s, n, f) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&failed));
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let url = format!("http://127.0.0.1:{port}/");
+                let mut tasks = Vec::new();
+                for _ in 0..4 {
+                    let (s, n, f, client, url) = (
+                        Arc::clone(&s),
+                        Arc::clone(&n),
+                        Arc::clone(&f),
+                        client.clone(),
+                        url.clone(),
+                    );
+                    tasks.push(tokio::spawn(async move {
+                        while !s.load(Ordering::Relaxed) {
+                            n.fetch_add(1, Ordering::Relaxed);
+                            match client.get(&url).send().await {
+                                Ok(r) if r.status().is_success() => {
+                                    let _ = r.bytes().await;
+                                }
+                                _ => {
+                                    f.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(40)).await;
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        });
+        Load {
+            stop,
+            sent,
+            failed,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

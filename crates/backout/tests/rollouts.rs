@@ -1,0 +1,388 @@
+//! End to end: a real `backout up` with the demo app as the releases, real
+//! traffic through the embedded proxy, the CLI as users type it.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use harness::{Load, Up, free_port, no_rollout, paused, spec, stable};
+use serde_json::Value as Json;
+
+fn rollbacks(s: &Json) -> Vec<Json> {
+    s["state"]["rollbacks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn release<'a>(h: &'a Json, version: &str) -> &'a Json {
+    h["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == version)
+        .unwrap()
+}
+
+#[test]
+fn a_good_release_is_promoted_and_a_bad_one_rolled_back_by_itself() {
+    let port = free_port();
+    let up = Up::start(
+        &spec(
+            port,
+            "[{set_weight: 50}, {analysis: {duration: 8s, on_timeout: continue}}]",
+            "",
+        ),
+        port,
+    );
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--latency 1ms",
+    ]);
+    up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+    // Known good once it has soaked; a rollout started earlier would cut
+    // the soak short and leave it unproven.
+    up.wait_for("v1 known good", 20, |_| {
+        !release(&up.history(), "v1")["known_good_ms"].is_null()
+    });
+    let load = Load::start(port);
+
+    // A healthy canary goes all the way.
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v2",
+        "--artifact=--latency 1ms",
+    ]);
+    let s = up.wait_for("v2 promoted", 60, |s| {
+        stable(s) == Some("v2") && no_rollout(s)
+    });
+    assert!(rollbacks(&s).is_empty(), "{s:#}");
+    up.wait_for("v2 known good after its soak", 20, |_| {
+        !release(&up.history(), "v2")["known_good_ms"].is_null()
+    });
+    // The old version's instances go away after the drain.
+    up.wait_for("v1 torn down", 20, |s| s["instances"].get("v1").is_none());
+
+    // A canary that fails 30% of its requests is rolled back by the judge.
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v3",
+        "--artifact=--error-rate 0.3 --latency 1ms",
+    ]);
+    let s = up.wait_for("v3 rolled back", 60, |s| {
+        no_rollout(s) && !rollbacks(s).is_empty()
+    });
+    assert_eq!(stable(&s), Some("v2"));
+    let rb = &rollbacks(&s)[0];
+    assert_eq!(rb["kind"], "automatic", "{rb:#}");
+    assert_eq!(rb["from_version"], "v3");
+    assert!(
+        rb["reason"].as_str().unwrap().contains("error_rate"),
+        "{rb:#}"
+    );
+    assert!(
+        rb["onset_ms"].is_i64() && rb["verdict_ms"].is_i64(),
+        "{rb:#}"
+    );
+    assert_eq!(s["proxy"]["route"]["stable"], "v2");
+    assert!(s["proxy"]["route"]["canary"].is_null(), "{s:#}");
+    // Verified: canary gone and stable serving at its old error rate.
+    let h = up.wait_for("the rollback verified", 30, |_| {
+        let h = up.history();
+        !h["rollbacks"][0]["mttr"]["verify_ms"].is_null()
+    });
+    let _ = h;
+    let h = up.history();
+    let m = &h["rollbacks"][0]["mttr"];
+    for phase in ["detect_ms", "decide_ms", "act_ms", "verify_ms", "total_ms"] {
+        assert!(m[phase].is_i64(), "{phase} missing: {h:#}");
+    }
+    assert_eq!(release(&h, "v3")["outcome"], "rolled_back");
+    assert_eq!(h["mttr"]["rollbacks"], 1);
+    let text = up.ok(&["history", "shop"]);
+    assert!(text.contains("v3 → v2 automatic"), "{text}");
+
+    // Back to a pinned known-good release, without analysis.
+    up.ok(&[
+        "rollback",
+        "shop",
+        "--to",
+        "v1",
+        "--reason",
+        "v2 leaks memory",
+    ]);
+    let s = up.wait_for("v1 restored", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+    assert_eq!(rollbacks(&s).last().unwrap()["kind"], "to_version");
+    drop(load);
+
+    // The audit trail: the rollback command with who and why.
+    let events = up.events();
+    assert!(
+        events.iter().any(|e| e["kind"] == "input.command"
+            && e["actor"] == "admin"
+            && e["reason"] == "v2 leaks memory"),
+        "no audited rollback command in the log"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "judge.decision" && e["body"]["verdict"] == "rollback")
+    );
+    // The log has no gaps.
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1);
+    }
+}
+
+#[test]
+fn humans_approve_pause_resume_roll_back_abort_and_promote() {
+    let port = free_port();
+    let up = Up::start(
+        &spec(
+            port,
+            "[{set_weight: 10}, approve, {set_weight: 50}, {pause: {}}, {set_weight: 100}]",
+            "",
+        ),
+        port,
+    );
+    // Nothing to approve yet: refused with the reason, nothing recorded.
+    let out = up.cli(&["approve", "shop"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("409"), "{err}");
+    assert!(up.events().is_empty());
+
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--latency 1ms",
+    ]);
+    up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v2",
+        "--artifact=--latency 1ms",
+    ]);
+    let s = up.wait_for("v2 at the approve gate", 30, |s| {
+        s["state"]["rollout"]["step"] == 1
+    });
+    assert_eq!(s["proxy"]["route"]["canary_weight"], 10.0, "{s:#}");
+    up.ok(&["approve", "shop", "--reason", "dashboards look fine"]);
+    up.wait_for("v2 waiting at the open pause", 30, |s| {
+        s["state"]["rollout"]["step"] == 3 && s["proxy"]["route"]["canary_weight"] == 50.0
+    });
+    // Break-glass: canary to 0 at once, before the command returns.
+    up.ok(&["rollback", "shop", "--reason", "customer reports"]);
+    let s = up.status();
+    let route = &s["proxy"]["route"];
+    assert!(
+        route["canary"].is_null() || route["canary_weight"] == 0.0,
+        "{s:#}"
+    );
+    let rb = &rollbacks(&s)[0];
+    assert_eq!(rb["kind"], "manual");
+    assert_eq!(rb["actor"], "admin");
+    assert!(rb["reason"].as_str().unwrap().contains("customer reports"));
+    up.wait_for("v1 alone", 20, |s| no_rollout(s) && stable(s) == Some("v1"));
+
+    // Pause and resume hold and release a rollout; promote --full ends it.
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v3",
+        "--artifact=--latency 1ms",
+    ]);
+    up.wait_for("v3 at the gate", 30, |s| s["state"]["rollout"]["step"] == 1);
+    up.ok(&["pause", "shop", "--reason", "lunch"]);
+    let s = up.status();
+    assert!(paused(&s), "{s:#}");
+    assert_eq!(s["state"]["rollout"]["paused"]["kind"], "manual");
+    up.ok(&["resume", "shop"]);
+    assert!(!paused(&up.status()));
+    up.ok(&[
+        "promote",
+        "shop",
+        "--full",
+        "--reason",
+        "hotfix, skip the wait",
+    ]);
+    up.wait_for("v3 promoted", 30, |s| {
+        stable(s) == Some("v3") && no_rollout(s)
+    });
+
+    // Abort: back to stable, not an incident.
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v4",
+        "--artifact=--latency 1ms",
+    ]);
+    up.wait_for("v4 at the gate", 30, |s| s["state"]["rollout"]["step"] == 1);
+    up.ok(&["abort", "shop", "--reason", "wrong branch"]);
+    let s = up.wait_for("v4 aborted", 20, no_rollout);
+    assert_eq!(stable(&s), Some("v3"));
+    assert_eq!(rollbacks(&s).len(), 1, "an abort is not a rollback");
+    let h = up.history();
+    assert_eq!(release(&h, "v4")["outcome"], "aborted");
+
+    // Releases are immutable: the same version with other content is refused.
+    let out = up.cli(&["release", "shop", "--version", "v4", "--artifact", "other"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn the_progress_deadline_ends_a_release_that_never_gets_ready() {
+    let port = free_port();
+    let text = spec(port, "[{set_weight: 50}]", "")
+        .replace("progress_deadline: 20s", "progress_deadline: 3s");
+    let up = Up::start(&text, port);
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--latency 1ms",
+    ]);
+    up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+    up.ok(&["release", "shop", "--version", "v2", "--artifact=--unready"]);
+    let s = up.wait_for("v2 given up on", 30, |s| {
+        no_rollout(s)
+            && !s["state"]["history"].as_array().unwrap().is_empty()
+            && s["state"]["history"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(stable(&s), Some("v1"));
+    let last = s["state"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["outcome"], "aborted");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("progress deadline"),
+        "{last:#}"
+    );
+    assert!(s["proxy"]["route"]["canary"].is_null() || s["proxy"]["route"]["canary_weight"] == 0.0);
+}
+
+#[test]
+fn every_endpoint_checks_the_role_of_the_token() {
+    let port = free_port();
+    let up = Up::start(&spec(port, "[{set_weight: 50}]", ""), port);
+    let mut tokens = vec![(None, String::new())];
+    for role in ["viewer", "operator", "admin"] {
+        let name = format!("t-{role}");
+        let secret = up.ok(&["token", "create", &name, "--role", role]);
+        tokens.push((Some(role), secret.trim().to_string()));
+    }
+    let rank = |r: &str| {
+        ["viewer", "operator", "admin"]
+            .iter()
+            .position(|x| *x == r)
+            .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    for (method, path, needed) in backout_server::api::ROUTES {
+        let url = format!(
+            "{}{}",
+            up.api,
+            path.replace("{service}", "shop")
+                .replace("{name}", "nobody")
+        );
+        for (role, secret) in &tokens {
+            let mut req = client.request(method.parse().unwrap(), &url);
+            if role.is_some() {
+                req = req.bearer_auth(secret);
+            }
+            if *method == "POST" || *method == "PUT" {
+                // Bodies that fail validation: the test is about who may
+                // call, not about changing anything.
+                req = req.header("content-type", "application/json").body("{}");
+            }
+            let resp = rt.block_on(req.send()).unwrap();
+            let status = resp.status().as_u16();
+            let body = rt.block_on(resp.text()).unwrap();
+            let allowed = match (needed, role) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(n), Some(r)) => rank(r) >= rank(n.as_str()),
+            };
+            let who = role.unwrap_or("no token");
+            if allowed {
+                assert!(
+                    ![401, 403, 404, 405].contains(&status) || body.contains("\"not_found\""),
+                    "{method} {path} as {who}: {status} {body}"
+                );
+            } else if role.is_none() {
+                assert_eq!(status, 401, "{method} {path} as {who}: {body}");
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {who}: {body}");
+            }
+        }
+    }
+    // The operator's changes are recorded under its name.
+    let (_, operator) = &tokens[2];
+    let out = up.cli_as(
+        operator,
+        &[
+            "release",
+            "shop",
+            "--version",
+            "v1",
+            "--artifact=x",
+            "--no-rollout",
+            "--reason",
+            "first",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = up.events();
+    let reg = events
+        .iter()
+        .find(|e| e["kind"] == "input.register_release")
+        .unwrap();
+    assert_eq!(reg["actor"], "t-operator");
+    assert_eq!(reg["reason"], "first");
+    // A viewer cannot roll back; a revoked token cannot do anything.
+    let (_, viewer) = &tokens[1];
+    let out = up.cli_as(viewer, &["rollback", "shop"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    up.ok(&["token", "revoke", "t-operator"]);
+    let out = up.cli_as(operator, &["status", "shop"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "token.created" && e["body"]["name"] == "t-viewer")
+    );
+}

@@ -1,0 +1,765 @@
+//! The control-plane API: JSON under `/api/v1`, bearer tokens with roles.
+//!
+//! Reads need `viewer`, rollout changes `operator`, tokens `admin`; only
+//! `/healthz` and `/readyz` answer without a token. Every change goes
+//! through the service's controller, which records it (who, why) in the
+//! event log before it takes effect. [`ROUTES`] is the one list of
+//! endpoints: the OpenAPI document and the role tests are checked against
+//! it.
+
+mod auth;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use backout_proxy::admin::ApiError;
+use backout_proxy::{AdminState, Metrics};
+use backout_rollout::{Command, Input, MttrBreakdown, Release, RollbackRecord};
+use backout_store::{EventLog, NewEvent, Role, SqliteStore, StoredEvent, Tokens};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub use auth::Caller;
+
+use crate::controller::{Controller, ServiceHandle, Submission, SubmitError, Submitted};
+
+/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("api/openapi.json");
+
+/// Every endpoint: method, path (OpenAPI template syntax) and the least
+/// role that may call it (`None`: no token needed).
+pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
+    ("GET", "/healthz", None),
+    ("GET", "/readyz", None),
+    ("GET", "/metrics", Some(Role::Viewer)),
+    ("GET", "/api/v1/openapi.json", Some(Role::Viewer)),
+    ("GET", "/api/v1/services", Some(Role::Viewer)),
+    ("GET", "/api/v1/services/{service}", Some(Role::Viewer)),
+    (
+        "GET",
+        "/api/v1/services/{service}/releases",
+        Some(Role::Viewer),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{service}/releases",
+        Some(Role::Operator),
+    ),
+    (
+        "GET",
+        "/api/v1/services/{service}/rollouts",
+        Some(Role::Viewer),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{service}/rollouts",
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{service}/actions",
+        Some(Role::Operator),
+    ),
+    (
+        "PUT",
+        "/api/v1/services/{service}/auto-rollback",
+        Some(Role::Operator),
+    ),
+    (
+        "GET",
+        "/api/v1/services/{service}/history",
+        Some(Role::Viewer),
+    ),
+    ("GET", "/api/v1/events", Some(Role::Viewer)),
+    ("GET", "/api/v1/tokens", Some(Role::Admin)),
+    ("POST", "/api/v1/tokens", Some(Role::Admin)),
+    ("DELETE", "/api/v1/tokens/{name}", Some(Role::Admin)),
+];
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    pub controller: Arc<Controller>,
+    pub store: Arc<SqliteStore>,
+    /// The proxy's metrics, for `/metrics`.
+    pub proxy: Option<Arc<AdminState>>,
+}
+
+/// The router, with authentication on everything but the health checks.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let viewer = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/services", get(list_services))
+        .route("/api/v1/services/{service}", get(show_service))
+        .route("/api/v1/services/{service}/releases", get(list_releases))
+        .route("/api/v1/services/{service}/rollouts", get(list_rollouts))
+        .route("/api/v1/services/{service}/history", get(history))
+        .route("/api/v1/events", get(events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&state), Role::Viewer),
+            auth::require,
+        ));
+    let operator = Router::new()
+        .route("/api/v1/services/{service}/releases", post(create_release))
+        .route("/api/v1/services/{service}/rollouts", post(start_rollout))
+        .route("/api/v1/services/{service}/actions", post(act))
+        .route(
+            "/api/v1/services/{service}/auto-rollback",
+            put(auto_rollback),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&state), Role::Operator),
+            auth::require,
+        ));
+    let admin = Router::new()
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{name}", delete(revoke_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&state), Role::Admin),
+            auth::require,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .merge(viewer)
+        .merge(operator)
+        .merge(admin)
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                None,
+                "no such endpoint; the API is described at /api/v1/openapi.json",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                None,
+                "this endpoint does not take that method; see /api/v1/openapi.json",
+            )
+        })
+        .with_state(state)
+}
+
+/// Parses a JSON body, naming the field that is wrong.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::invalid("", "the request needs a JSON body"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        ApiError::invalid(field, e.inner().to_string())
+    })
+}
+
+fn service<'a>(state: &'a ApiState, name: &str) -> Result<&'a ServiceHandle, ApiError> {
+    state.controller.service(name).ok_or_else(|| {
+        let known: Vec<&str> = state
+            .controller
+            .services()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            format!(
+                "no service named {name:?}; known services: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// The reason for a change: the body's `reason`, else the
+/// `X-Backout-Reason` header.
+fn reason(body: Option<String>, headers: &HeaderMap) -> Option<String> {
+    body.filter(|r| !r.trim().is_empty()).or_else(|| {
+        headers
+            .get("x-backout-reason")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .filter(|r| !r.trim().is_empty())
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 200 => Ok(Some(k.to_string())),
+            _ => Err(ApiError::invalid(
+                "Idempotency-Key",
+                "the Idempotency-Key header must be 1 to 200 visible ASCII characters",
+            )),
+        },
+    }
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Rejected(r) => {
+            let status = match r.code {
+                "not_found" => StatusCode::NOT_FOUND,
+                "invalid" => StatusCode::BAD_REQUEST,
+                _ => StatusCode::CONFLICT,
+            };
+            let code = match r.code {
+                "not_found" => "not_found",
+                "invalid" => "invalid_field",
+                _ => "conflict",
+            };
+            ApiError::new(status, code, None, r.message)
+        }
+        SubmitError::Store(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", None, m),
+        SubmitError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopped",
+            None,
+            "the controller is shutting down",
+        ),
+    }
+}
+
+async fn submit(
+    handle: &ServiceHandle,
+    caller: &Caller,
+    input: Input,
+    reason: Option<String>,
+    key: Option<String>,
+) -> Result<Submitted, ApiError> {
+    handle
+        .submit(Submission {
+            input,
+            actor: caller.name.clone(),
+            reason,
+            key,
+        })
+        .await
+        .map_err(submit_error)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let text = state
+        .proxy
+        .as_ref()
+        .map(|p| p.metrics.render())
+        .unwrap_or_else(|| Metrics::new().render());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// One line per service in `GET /api/v1/services`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub stable: Option<String>,
+    pub rollout: Option<String>,
+    pub phase: Option<String>,
+    pub canary_weight_permille: u16,
+    pub verdict: Option<String>,
+}
+
+async fn list_services(State(state): State<Arc<ApiState>>) -> Response {
+    let all: Vec<ServiceSummary> = state
+        .controller
+        .services()
+        .map(|(name, h)| {
+            let v = h.view();
+            let r = v.state.rollout.as_ref();
+            ServiceSummary {
+                name: name.clone(),
+                stable: v.state.stable.clone(),
+                rollout: r.map(|r| r.version.clone()),
+                phase: r.map(|r| format!("{:?}", r.phase).to_lowercase()),
+                canary_weight_permille: v.state.route.as_ref().map_or(0, |r| r.weight.get()),
+                verdict: v.decision.as_ref().and_then(|d| {
+                    serde_json::to_value(d.verdict)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                }),
+            }
+        })
+        .collect();
+    axum::Json(all).into_response()
+}
+
+async fn show_service(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    Ok(axum::Json(&*h.view()).into_response())
+}
+
+/// A release with whether it is pinned (a `rollback --to` target).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleaseView {
+    #[serde(flatten)]
+    pub release: Release,
+    pub pinned: bool,
+    pub stable: bool,
+}
+
+fn release_views(h: &ServiceHandle) -> Vec<ReleaseView> {
+    let v = h.view();
+    let policy = crate::controller::policy_of(&h.spec);
+    let pinned: Vec<&str> = v
+        .state
+        .pinned(&policy)
+        .into_iter()
+        .map(|r| r.version.as_str())
+        .collect();
+    v.state
+        .releases
+        .iter()
+        .map(|r| ReleaseView {
+            pinned: pinned.contains(&r.version.as_str()),
+            stable: v.state.stable.as_deref() == Some(r.version.as_str()),
+            release: r.clone(),
+        })
+        .collect()
+}
+
+async fn list_releases(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    Ok(axum::Json(release_views(h)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRelease {
+    version: String,
+    #[serde(default)]
+    artifact: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    /// Start rolling it out at once (default true).
+    #[serde(default = "yes")]
+    rollout: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer to a change: what the log recorded and what it set off.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeResult {
+    pub seq: i64,
+    pub duplicate: bool,
+    pub notices: Vec<backout_rollout::Notice>,
+}
+
+impl From<Submitted> for ChangeResult {
+    fn from(s: Submitted) -> Self {
+        ChangeResult {
+            seq: s.seq,
+            duplicate: s.duplicate,
+            notices: s.notices,
+        }
+    }
+}
+
+fn check_version(version: &str) -> Result<(), ApiError> {
+    let ok = !version.is_empty()
+        && version.len() <= 63
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && version.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "version",
+            format!(
+                "{version:?} is not a valid version name: use 1 to 63 letters, digits, `-`, `_` or `.`, starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+async fn create_release(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    let req: NewRelease = body(&bytes)?;
+    check_version(&req.version)?;
+    let key = idempotency_key(&headers)?;
+    let why = reason(req.reason, &headers);
+    let registered = submit(
+        h,
+        &caller,
+        Input::RegisterRelease {
+            version: req.version.clone(),
+            artifact: req.artifact,
+            config: req.config,
+        },
+        why.clone(),
+        key.as_ref().map(|k| format!("{k}/register")),
+    )
+    .await?;
+    let mut result = ChangeResult::from(registered);
+    if req.rollout {
+        let started = submit(
+            h,
+            &caller,
+            Input::StartRollout {
+                version: req.version,
+            },
+            why,
+            key.map(|k| format!("{k}/rollout")),
+        )
+        .await?;
+        result.seq = started.seq;
+        result.duplicate &= started.duplicate;
+        result.notices.extend(started.notices);
+    }
+    Ok((StatusCode::CREATED, axum::Json(result)).into_response())
+}
+
+async fn list_rollouts(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    let v = h.view();
+    Ok(axum::Json(serde_json::json!({
+        "current": v.state.rollout,
+        "finished": v.state.history,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRollout {
+    version: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn start_rollout(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    let req: NewRollout = body(&bytes)?;
+    let key = idempotency_key(&headers)?;
+    let why = reason(req.reason, &headers);
+    let done = submit(
+        h,
+        &caller,
+        Input::StartRollout {
+            version: req.version,
+        },
+        why,
+        key,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(ChangeResult::from(done))).into_response())
+}
+
+// No `deny_unknown_fields`: serde cannot combine it with `flatten`.
+#[derive(Debug, Deserialize)]
+struct ActionRequest {
+    #[serde(flatten)]
+    command: Command,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn act(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    let req: ActionRequest = body(&bytes)?;
+    let key = idempotency_key(&headers)?;
+    let why = reason(req.reason, &headers);
+    let done = submit(h, &caller, Input::Command(req.command), why, key).await?;
+    Ok(axum::Json(ChangeResult::from(done)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoRollbackRequest {
+    enabled: bool,
+    /// Unix ms after which automatic rollback comes back on.
+    #[serde(default)]
+    until_ms: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn auto_rollback(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    let req: AutoRollbackRequest = body(&bytes)?;
+    let why = reason(req.reason, &headers);
+    if !req.enabled {
+        if why.is_none() {
+            return Err(ApiError::invalid(
+                "reason",
+                "say why automatic rollback is turned off: it is audited",
+            ));
+        }
+        if req.until_ms.is_none() {
+            return Err(ApiError::invalid(
+                "until_ms",
+                "give an expiry (Unix ms) after which automatic rollback comes back on by itself",
+            ));
+        }
+    }
+    let key = idempotency_key(&headers)?;
+    let done = submit(
+        h,
+        &caller,
+        Input::SetAutoRollback {
+            enabled: req.enabled,
+            until_ms: req.until_ms,
+        },
+        why,
+        key,
+    )
+    .await?;
+    Ok(axum::Json(ChangeResult::from(done)).into_response())
+}
+
+/// A rollback with its MTTR phases.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RollbackView {
+    #[serde(flatten)]
+    pub record: RollbackRecord,
+    pub mttr: MttrBreakdown,
+}
+
+async fn history(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = service(&state, &name)?;
+    let v = h.view();
+    let rollbacks: Vec<RollbackView> = v
+        .state
+        .rollbacks
+        .iter()
+        .map(|r| RollbackView {
+            record: r.clone(),
+            mttr: r.breakdown(),
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({
+        "service": name,
+        "stable": v.state.stable,
+        "releases": release_views(h),
+        "rollouts": v.state.history,
+        "rollbacks": rollbacks,
+        "mttr": v.mttr,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let store = Arc::clone(&state.store);
+    let list: Vec<StoredEvent> = tokio::task::spawn_blocking(move || match q.service {
+        Some(s) => store.read_service(&s, after, limit),
+        None => store.read(after, limit),
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(|e| internal(e.to_string()))?;
+    Ok(axum::Json(list).into_response())
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, message)
+}
+
+async fn list_tokens(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let store = Arc::clone(&state.store);
+    let list = tokio::task::spawn_blocking(move || store.list_tokens())
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(axum::Json(list).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let req: NewToken = body(&bytes)?;
+    let store = Arc::clone(&state.store);
+    let at = crate::controller::clock::unix_ms();
+    let (name, role) = (req.name.clone(), req.role);
+    let secret = tokio::task::spawn_blocking(move || {
+        let secret = store.create_token(&name, role, at)?;
+        let mut ev = NewEvent::new(
+            "",
+            "token.created",
+            caller.name.clone(),
+            at,
+            serde_json::json!({"name": name, "role": role}),
+        );
+        if let Some(r) = req.reason {
+            ev = ev.with_reason(r);
+        }
+        store.append(vec![ev])?;
+        Ok::<_, backout_store::StoreError>(secret)
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(|e| match e {
+        backout_store::StoreError::TokenExists { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            Some("name".into()),
+            e.to_string(),
+        ),
+        backout_store::StoreError::InvalidTokenName { .. } => {
+            ApiError::invalid("name", e.to_string())
+        }
+        other => internal(other.to_string()),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"name": req.name, "role": req.role, "secret": secret})),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let store = Arc::clone(&state.store);
+    let at = crate::controller::clock::unix_ms();
+    let n = name.clone();
+    let revoked = tokio::task::spawn_blocking(move || {
+        let revoked = store.revoke_token(&n)?;
+        if revoked {
+            store.append(vec![NewEvent::new(
+                "",
+                "token.revoked",
+                caller.name.clone(),
+                at,
+                serde_json::json!({"name": n}),
+            )])?;
+        }
+        Ok::<_, backout_store::StoreError>(revoked)
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(|e| internal(e.to_string()))?;
+    if revoked {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            format!("no token named {name:?}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document describes exactly the endpoints there are.
+    #[test]
+    fn openapi_matches_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        let mut documented = Vec::new();
+        for (path, ops) in &paths {
+            for method in ops
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                if method != "parameters" {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        routes.sort();
+        assert_eq!(documented, routes);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

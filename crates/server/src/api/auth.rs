@@ -1,0 +1,116 @@
+//! Bearer tokens: who is calling, and may they.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use backout_proxy::admin::ApiError;
+use backout_store::{Role, Tokens};
+
+use super::ApiState;
+
+/// The authenticated caller, put in the request by [`require`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name: the actor recorded in the event log.
+    pub name: String,
+    pub role: Role,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                None,
+                "no caller on this request",
+            )
+        })
+    }
+}
+
+/// Middleware that lets through only callers with at least the role in
+/// its state; use with `middleware::from_fn_with_state((state, role), require)`.
+pub async fn require(
+    State((state, needed)): State<(Arc<ApiState>, Role)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    check(state, needed, req, next).await
+}
+
+fn unauthenticated(message: &str) -> Response {
+    let mut resp =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", None, message).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"backout\""),
+    );
+    resp
+}
+
+async fn check(state: Arc<ApiState>, needed: Role, mut req: Request, next: Next) -> Response {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return unauthenticated(
+            "this endpoint needs a token: send `Authorization: Bearer <token>` (create one with `backout token create`)",
+        );
+    };
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|s| s.trim().to_owned());
+    let Some(secret) = secret else {
+        return unauthenticated("the Authorization header must be `Bearer <token>`");
+    };
+    let store = Arc::clone(&state.store);
+    let found = tokio::task::spawn_blocking(move || store.verify_token(&secret)).await;
+    let info = match found {
+        Ok(Ok(Some(info))) => info,
+        Ok(Ok(None)) => return unauthenticated("unknown or revoked token"),
+        Ok(Err(e)) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store",
+                None,
+                format!("cannot check the token: {e}"),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                None,
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    if !info.role.allows(needed) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            None,
+            format!(
+                "token {:?} has role {}; this needs {needed} or above",
+                info.name, info.role
+            ),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(super::Caller {
+        name: info.name,
+        role: info.role,
+    });
+    next.run(req).await
+}
