@@ -1,201 +1,397 @@
-//! `backout demo`: a one-minute tour of the traffic switch on this machine,
-//! with nothing else installed — two versions of a demo app, the proxy in
-//! front, real load, a bad canary and a rollback through the admin API.
+//! `backout demo`: the whole loop on this machine with nothing else
+//! installed. The real control plane (controller, judge, event log, API)
+//! and the embedded proxy run the demo app as real processes: v1 healthy,
+//! v2 that starts failing 5% of its requests (and gets slow) a few seconds
+//! after it starts, v3 healthy again. Under ~200 requests/s the judge
+//! catches v2 and rolls it back by itself; the timeline and the MTTR
+//! breakdown come from the event log; then v3 goes to 100%.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout_proxy::demo_app::{Control, DemoApp};
 use backout_proxy::loadgen::{self, Tally};
 use backout_proxy::{ProxyConfig, RunningProxy};
+use backout_rollout::{Input, RollbackRecord};
+use backout_server::api::{self, ApiState};
+use backout_server::controller::{Controller, ManagedService, ServiceHandle, Submission};
 use backout_spec::{ServiceSpec, Source};
-use bytes::Bytes;
+use backout_store::{EventLog, SqliteStore};
 use clap::Args as ClapArgs;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use miette::{IntoDiagnostic, miette};
+use tokio::sync::mpsc;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     /// Requests per second the built-in load generator sends.
     #[arg(long, default_value_t = 200)]
     rate: u32,
-    /// Seconds of traffic before and after the rollback.
-    #[arg(long, default_value_t = 6)]
-    seconds: u32,
+    /// Keep the demo's data directory (event log, instance logs) afterwards.
+    #[arg(long)]
+    keep: bool,
 }
 
-pub fn run(args: Args) -> miette::Result<ExitCode> {
-    if args.rate == 0 || args.seconds == 0 {
-        return Err(miette!("--rate and --seconds must be above zero"));
-    }
-    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
-    runtime.block_on(demo(args))
-}
+/// How long v2 behaves before it goes bad.
+const DEGRADE_AFTER_S: u64 = 3;
 
-const SERVICE: &str = "name: shop
+const SERVICE: &str = r#"name: shop
+listen: 127.0.0.1:0
 version_header: x-backout-version
 probes:
-  readiness: {path: /ready, period: 1s, timeout: 500ms}
-pools:
-  v1: {endpoints: [STABLE]}
-  v2: {endpoints: [CANARY]}
-route: {stable: v1, canary: v2, canary_weight: 10}
-";
+  readiness: {path: /ready, period: 500ms, timeout: 400ms}
+strategy:
+  steps:
+    - set_weight: 20
+    - analysis: {duration: 12s, on_timeout: continue}
+    - set_weight: 50
+    - analysis: {duration: 8s, on_timeout: continue}
+  soak: 4s
+  drain: 1s
+  progress_deadline: 30s
+analysis:
+  promote_after: 6s
+  checks:
+    - {kind: error_rate, warmup: 3s}
+    - {kind: latency, warmup: 3s}
+driver:
+  process:
+    command: "'BIN' demo-app --port {port} --version {version} {artifact}"
+    stop_timeout: 2s
+"#;
 
-async fn demo(args: Args) -> miette::Result<ExitCode> {
-    let local: SocketAddr = "127.0.0.1:0".parse().into_diagnostic()?;
-    let v1 = Arc::new(Control::new("v1"));
-    v1.set_latency(Duration::from_millis(4));
-    let v2 = Arc::new(Control::new("v2"));
-    v2.set_latency(Duration::from_millis(4));
-    v2.set_error_rate(0.05);
-    v2.set_tail(0.05);
-    let app1 = DemoApp::start(local, Arc::clone(&v1))
-        .await
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    if args.rate == 0 {
+        return Err(miette!("--rate must be above zero"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
         .into_diagnostic()?;
-    let app2 = DemoApp::start(local, Arc::clone(&v2))
-        .await
-        .into_diagnostic()?;
+    let data = std::env::temp_dir().join(format!("backout-demo-{}", std::process::id()));
+    let result = runtime.block_on(demo(&args, &data));
+    if args.keep {
+        println!("\nkept {} (event log: backout.db)", data.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    result
+}
 
-    let yaml = SERVICE
-        .replace("STABLE", &format!("http://{}", app1.addr))
-        .replace("CANARY", &format!("http://{}", app2.addr));
+fn now_ms() -> i64 {
+    super::client::now_ms()
+}
+
+/// Seconds since the demo started, for the printout.
+fn since(t0: i64, at: i64) -> String {
+    format!("+{:>5.1}s", (at - t0) as f64 / 1000.0)
+}
+
+async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
+    let t0 = now_ms();
+    let bin = std::env::current_exe().into_diagnostic()?;
+    let yaml = SERVICE.replace("BIN", &bin.display().to_string());
     let spec = ServiceSpec::parse(&Source::new("demo.yaml", yaml)).map_err(miette::Report::new)?;
+    let (store, _) = super::up::open_store(data)?;
     let proxy = RunningProxy::start(ProxyConfig {
-        services: vec![spec],
-        default_listen: Some(local),
-        admin: Some(local),
+        services: vec![spec.clone()],
+        default_listen: None,
+        admin: None,
         drain_timeout: Duration::from_secs(5),
-        workers: 0,
+        workers: 1,
     })
     .await
     .into_diagnostic()?;
-    let addr = proxy
-        .bound(local)
-        .ok_or_else(|| miette!("the proxy did not bind its listener"))?;
-    let admin = proxy
-        .admin
-        .ok_or_else(|| miette!("the proxy did not bind its admin API"))?;
-
-    println!("backout demo: the traffic switch\n");
-    println!("  v1 (stable)  http://{}   healthy", app1.addr);
-    println!(
-        "  v2 (canary)  http://{}   5% of requests fail, slow tail",
-        app2.addr
+    let url = format!(
+        "http://{}/",
+        proxy
+            .listeners
+            .first()
+            .map(|l| l.1)
+            .ok_or_else(|| miette!("no listener"))?
     );
-    println!("  proxy        http://{addr}   service `shop`, canary weight 10%");
-    println!("  admin API    http://{admin}   try: curl http://{admin}/admin/v1/services/shop\n");
-
-    // Let the readiness probes see both versions before traffic starts.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-
-    println!(
-        "phase 1: {} req/s for {} s with 10% on the canary",
-        args.rate, args.seconds
+    let controller = Arc::new(
+        Controller::start(
+            Arc::clone(&store),
+            &proxy.state.services,
+            vec![ManagedService {
+                spec,
+                base_dir: PathBuf::from("."),
+            }],
+            data.to_path_buf(),
+        )
+        .await
+        .map_err(|e| miette!("{e}"))?,
     );
-    let url = format!("http://{addr}/");
-    let before = loadgen::run(
-        &url,
-        "x-backout-version",
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .into_diagnostic()?;
+    let api_addr = listener.local_addr().into_diagnostic()?;
+    let app = api::router(Arc::new(ApiState {
+        controller: Arc::clone(&controller),
+        store: Arc::clone(&store),
+        proxy: Some(Arc::clone(&proxy.state)),
+    }));
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let shop = controller
+        .service("shop")
+        .cloned()
+        .ok_or_else(|| miette!("the demo service is missing"))?;
+
+    println!("backout demo: a bad release caught and rolled back by itself\n");
+    println!("  proxy      {url}  (service `shop`, versions run as `backout demo-app` processes)");
+    println!("  API        http://{api_addr}/api/v1");
+    println!(
+        "  watch it   backout status shop --watch --server http://{api_addr} --data {}\n",
+        data.display()
+    );
+
+    let outcome = story(args, &shop, &store, &url, t0).await;
+
+    api_task.abort();
+    controller.shutdown(true).await;
+    proxy.shutdown().await;
+    outcome
+}
+
+async fn story(
+    args: &Args,
+    shop: &ServiceHandle,
+    store: &Arc<SqliteStore>,
+    url: &str,
+    t0: i64,
+) -> miette::Result<ExitCode> {
+    // 1. v1 becomes stable and proves itself (known good after its soak).
+    release(shop, "v1", "--latency 2ms").await?;
+    wait(shop, 30, |v| {
+        v.state
+            .release("v1")
+            .is_some_and(|r| r.known_good_ms.is_some())
+    })
+    .await
+    .ok_or_else(|| miette!("v1 did not become known good; see the event log"))?;
+    println!("{} v1 is stable and known good", since(t0, now_ms()));
+
+    // 2. Load on, then the bad canary.
+    let (tx, mut seconds) = mpsc::unbounded_channel::<Tally>();
+    let (load_url, rate) = (url.to_string(), args.rate);
+    let load = tokio::spawn(async move {
+        loadgen::run(&load_url, "x-backout-version", rate, 600, move |_, t| {
+            let _ = tx.send(t.clone());
+        })
+        .await
+    });
+    println!(
+        "{} load on: {} requests/s; releasing v2 (it will fail 5% of requests and slow down {}s after it starts)",
+        since(t0, now_ms()),
         args.rate,
-        args.seconds,
-        print_second,
+        DEGRADE_AFTER_S
+    );
+    let v2_started = now_ms();
+    release(
+        shop,
+        "v2",
+        &format!("--error-rate 0.05 --latency 2ms --tail 0.05 --degrade-after {DEGRADE_AFTER_S}s"),
     )
+    .await?;
+    let mut total = Tally::default();
+    let rolled_back = follow(shop, &mut seconds, &mut total, t0, 60, |v| {
+        !v.state.rollbacks.is_empty() && v.state.rollout.is_none()
+    })
     .await;
-
-    let windows = get_json(&format!("http://{admin}/admin/v1/services/shop/windows")).await?;
-    let (canary_req, canary_err) = totals(&windows, "v2");
-    let (stable_req, stable_err) = totals(&windows, "v1");
-    println!(
-        "\n  canary v2: {canary_err} errors in {canary_req} requests ({:.1}%)   stable v1: {stable_err} in {stable_req} ({:.1}%)",
-        pct(canary_err, canary_req),
-        pct(stable_err, stable_req)
-    );
-
-    println!("\nrolling back: POST /admin/v1/services/shop/rollback");
-    let applied = post_json(&format!("http://{admin}/admin/v1/services/shop/rollback")).await?;
-    println!(
-        "  route generation {} in force; the pointer swap took {:.1} µs",
-        applied["generation"],
-        applied["swap_ns"].as_f64().unwrap_or(0.0) / 1000.0
-    );
-
-    println!(
-        "\nphase 2: {} req/s for {} s after the rollback",
-        args.rate, args.seconds
-    );
-    let after = loadgen::run(
-        &url,
-        "x-backout-version",
-        args.rate,
-        args.seconds,
-        print_second,
-    )
-    .await;
-
-    let events = get_json(&format!("http://{admin}/admin/v1/events")).await?;
-    println!("\ntimeline (from the proxy's event log):");
-    for e in events.as_array().into_iter().flatten() {
-        println!(
-            "  #{} {} {}",
-            e["seq"],
-            e["type"].as_str().unwrap_or("?"),
-            describe(e)
-        );
+    if !rolled_back {
+        load.abort();
+        return Err(miette!(
+            "v2 was not rolled back within a minute; the judge's view: {:?}",
+            shop.view().decision.as_ref().map(|d| &d.reason)
+        ));
     }
+    // Verified: canary gone and errors back at stable's level.
+    let _ = wait(shop, 20, |v| {
+        v.state
+            .rollbacks
+            .first()
+            .is_some_and(|r| r.verified_ms().is_some())
+    })
+    .await;
+    let view = shop.view();
+    let Some(record) = view.state.rollbacks.first().cloned() else {
+        return Err(miette!("no rollback record"));
+    };
+    // When v2 started failing: its instance's start plus the degrade delay.
+    let failing_from =
+        started_ms(store, "v2").unwrap_or(v2_started) + (DEGRADE_AFTER_S * 1000) as i64;
+    print_timeline(store, t0, v2_started)?;
+    print_mttr(&record, failing_from);
 
-    let canary_after =
-        after.ok.get("v2").copied().unwrap_or(0) + after.errors.get("v2").copied().unwrap_or(0);
+    // 3. A healthy v3 all the way.
+    println!("\n{} releasing v3 (healthy)", since(t0, now_ms()));
+    release(shop, "v3", "--latency 2ms").await?;
+    let promoted = follow(shop, &mut seconds, &mut total, t0, 90, |v| {
+        v.state.stable.as_deref() == Some("v3") && v.state.rollout.is_none()
+    })
+    .await;
+    load.abort();
+    let view = shop.view();
     println!("\nsummary");
     println!(
-        "  before rollback: {} requests, {} served by the canary, {} errors",
-        before.sent,
-        before.ok.get("v2").copied().unwrap_or(0) + before.errors.get("v2").copied().unwrap_or(0),
-        before.errors_total()
+        "  requests sent {}, answered {}, errors {} ({:.2}%), no answer {}",
+        total.sent,
+        total.ok_total() + total.errors_total(),
+        total.errors_total(),
+        pct(total.errors_total(), total.sent),
+        total.failed
     );
     println!(
-        "  after rollback:  {} requests, {} served by the canary, {} errors",
-        after.sent,
-        canary_after,
-        after.errors_total()
+        "  v2: rolled back automatically; bad canary to 100% stable {:.1}s after it started failing (goal ≤ 15 s)",
+        record
+            .switched_ms
+            .map_or(f64::NAN, |s| (s - failing_from) as f64 / 1000.0)
     );
     println!(
-        "  requests without any response: {}",
-        before.failed + after.failed
+        "  v3: {}",
+        if promoted {
+            "promoted to 100%; stable is v3"
+        } else {
+            "did not finish in time"
+        }
     );
     println!(
-        "\nnext: run the switch yourself with `backout proxy --stable URL --canary URL --canary-weight 10`"
+        "  stable now {}; releases: {}",
+        view.state.stable.as_deref().unwrap_or("none"),
+        view.state
+            .releases
+            .iter()
+            .map(|r| format!(
+                "{} ({})",
+                r.version,
+                r.outcome
+                    .and_then(|o| serde_json::to_value(o).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "-".into())
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-
-    proxy.shutdown().await;
-    app1.stop().await;
-    app2.stop().await;
-    let healthy = canary_after == 0 && before.failed + after.failed == 0;
-    Ok(if healthy {
+    Ok(if promoted {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn print_second(second: u32, t: &Tally) {
-    let fmt = |m: &std::collections::BTreeMap<String, u64>| {
-        m.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+async fn release(shop: &ServiceHandle, version: &str, behaviour: &str) -> miette::Result<()> {
+    for input in [
+        Input::RegisterRelease {
+            version: version.into(),
+            artifact: Some(behaviour.into()),
+            config: BTreeMap::new(),
+        },
+        Input::StartRollout {
+            version: version.into(),
+        },
+    ] {
+        shop.submit(Submission {
+            input,
+            actor: "demo".into(),
+            reason: None,
+            key: None,
+        })
+        .await
+        .map_err(|e| miette!("{e}"))?;
+    }
+    Ok(())
+}
+
+async fn wait(
+    shop: &ServiceHandle,
+    secs: u64,
+    done: impl Fn(&backout_server::controller::ServiceView) -> bool,
+) -> Option<()> {
+    let mut rx = shop.watch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if done(&rx.borrow_and_update()) {
+            return Some(());
+        }
+        tokio::select! {
+            r = rx.changed() => r.ok()?,
+            () = tokio::time::sleep_until(deadline) => return None,
+        }
+    }
+}
+
+/// Prints one line per second of traffic until `done` holds.
+async fn follow(
+    shop: &ServiceHandle,
+    seconds: &mut mpsc::UnboundedReceiver<Tally>,
+    total: &mut Tally,
+    t0: i64,
+    secs: u64,
+    done: impl Fn(&backout_server::controller::ServiceView) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let view = shop.view();
+        if done(&view) {
+            return true;
+        }
+        tokio::select! {
+            Some(t) = seconds.recv() => {
+                add(total, &t);
+                print_second(&shop.view(), &t, t0);
+            }
+            () = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}
+
+fn add(total: &mut Tally, t: &Tally) {
+    total.sent += t.sent;
+    total.failed += t.failed;
+    for (k, v) in &t.ok {
+        *total.ok.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &t.errors {
+        *total.errors.entry(k.clone()).or_default() += v;
+    }
+}
+
+fn print_second(view: &backout_server::controller::ServiceView, t: &Tally, t0: i64) {
+    let mut versions: Vec<&String> = t.ok.keys().chain(t.errors.keys()).collect();
+    versions.sort();
+    versions.dedup();
+    let per: Vec<String> = versions
+        .iter()
+        .map(|v| {
+            let ok = t.ok.get(*v).copied().unwrap_or(0);
+            let err = t.errors.get(*v).copied().unwrap_or(0);
+            format!("{v} {:>3} req {:>4.1}% err", ok + err, pct(err, ok + err))
+        })
+        .collect();
+    let verdict = view
+        .decision
+        .as_ref()
+        .map_or("warming up".to_string(), |d| {
+            serde_json::to_value(d.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        });
+    let weight = view
+        .state
+        .route
+        .as_ref()
+        .map_or(0.0, |r| r.weight.as_percent());
     println!(
-        "  {:>2}s  sent {:>4}   ok [{}]   5xx [{}]   no response {}",
-        second + 1,
-        t.sent,
-        fmt(&t.ok),
-        fmt(&t.errors),
-        t.failed
+        "{}   canary {:>5.1}%  {}  judge: {verdict}",
+        since(t0, now_ms()),
+        weight,
+        per.join(" | ")
     );
 }
 
@@ -207,82 +403,75 @@ fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn totals(windows: &serde_json::Value, version: &str) -> (u64, u64) {
-    let mut req = 0;
-    let mut err = 0;
-    for v in windows["versions"].as_array().into_iter().flatten() {
-        if v["version"] != version {
-            continue;
-        }
-        for w in v["windows"].as_array().into_iter().flatten() {
-            req += w["requests"].as_u64().unwrap_or(0);
-            err += w["errors"].as_u64().unwrap_or(0);
+/// When the driver reported v2's instance started.
+fn started_ms(store: &Arc<SqliteStore>, version: &str) -> Option<i64> {
+    let events = store.read_service("shop", 0, 100_000).ok()?;
+    events
+        .iter()
+        .filter(|e| e.kind == "driver.instances" && e.body["version"] == version)
+        .filter_map(|e| e.body["instances"][0]["started_at_ms"].as_i64())
+        .next()
+}
+
+/// The story of v2 as the event log tells it.
+fn print_timeline(store: &Arc<SqliteStore>, t0: i64, from: i64) -> miette::Result<()> {
+    let events = store
+        .read_service("shop", 0, 100_000)
+        .map_err(|e| miette!("{e}"))?;
+    println!("\ntimeline of v2 (from the event log):");
+    for e in events.iter().filter(|e| e.at_ms >= from) {
+        let line = match e.kind.as_str() {
+            "action.notify" => e.body["message"].as_str().map(str::to_owned),
+            "input.verdict" if e.body["verdict"] != "insufficient" => Some(format!(
+                "judge: {} — {}",
+                e.body["verdict"].as_str().unwrap_or_default(),
+                e.body["reason"].as_str().unwrap_or_default()
+            )),
+            "input.route_applied" => Some(format!(
+                "proxy switched (generation {}): canary {} at {}%",
+                e.body["generation"],
+                e.body["canary"].as_str().unwrap_or("none"),
+                e.body["weight_permille"].as_f64().unwrap_or(0.0) / 10.0
+            )),
+            "input.torn_down" => Some(format!(
+                "{} instances stopped",
+                e.body["version"].as_str().unwrap_or_default()
+            )),
+            "input.recovered" => Some("errors back at stable's level: rollback verified".into()),
+            _ => None,
+        };
+        if let Some(line) = line {
+            println!("  {} #{:<4} {line}", since(t0, e.at_ms), e.seq);
         }
     }
-    (req, err)
+    Ok(())
 }
 
-fn describe(e: &serde_json::Value) -> String {
-    let s = |k: &str| e[k].as_str().unwrap_or("?").to_string();
-    match e["type"].as_str() {
-        Some("route_changed") => format!(
-            "generation {}: stable {} canary {} at {}% ({})",
-            e["generation"],
-            s("stable"),
-            s("canary"),
-            e["canary_weight"],
-            s("source")
-        ),
-        Some("probe_changed") => format!(
-            "{} {} {} probe {}",
-            s("version"),
-            s("endpoint"),
-            s("probe"),
-            if e["passing"] == true {
-                "passing"
-            } else {
-                "failing"
-            }
-        ),
-        Some("pool_availability") => format!("{}: {}", s("version"), s("effect")),
-        Some("breaker_transition") => format!(
-            "{}: {} -> {} ({})",
-            s("version"),
-            s("from"),
-            s("to"),
-            s("reason")
-        ),
-        Some("endpoint_ejected") => format!(
-            "{} {} ejected for {} ms",
-            s("version"),
-            s("endpoint"),
-            e["for_ms"]
-        ),
-        _ => e.to_string(),
+fn print_mttr(r: &RollbackRecord, failing_from: i64) {
+    let b = r.breakdown();
+    let s = |ms: Option<i64>| ms.map_or("-".to_string(), |m| format!("{:.3}s", m as f64 / 1000.0));
+    println!(
+        "\nMTTR of the rollback ({} → {}):",
+        r.from_version, r.to_version
+    );
+    println!(
+        "  detect  {:>8}  regression start (judge's estimate) → rollback verdict",
+        s(b.detect_ms)
+    );
+    println!("  decide  {:>8}  verdict → rollback action", s(b.decide_ms));
+    println!(
+        "  act     {:>8}  action → proxy switched to 100% stable (goal ≤ 10 ms)",
+        s(b.act_ms)
+    );
+    println!(
+        "  verify  {:>8}  switch → canary stopped and errors back to normal",
+        s(b.verify_ms)
+    );
+    println!("  total   {:>8}", s(b.total_ms));
+    if let Some(onset) = r.onset_ms {
+        println!(
+            "  (the judge dated the start of the regression {:+.1}s from when v2 really began failing)",
+            (onset - failing_from) as f64 / 1000.0
+        );
     }
-}
-
-async fn get_json(url: &str) -> miette::Result<serde_json::Value> {
-    request(http::Method::GET, url).await
-}
-
-async fn post_json(url: &str) -> miette::Result<serde_json::Value> {
-    request(http::Method::POST, url).await
-}
-
-async fn request(method: http::Method, url: &str) -> miette::Result<serde_json::Value> {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Empty::new())
-        .into_diagnostic()?;
-    let resp = client.request(req).await.into_diagnostic()?;
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .into_diagnostic()?
-        .to_bytes();
-    serde_json::from_slice(&body).into_diagnostic()
 }
