@@ -77,7 +77,16 @@ async fn connection(
     // life, so an idle keep-alive connection holds a pointer instead of the
     // whole request state machine.
     let svc = service_fn(move |req| Box::pin(forward::handle(Arc::clone(&index), req, client)));
-    match is_h2(&stream).await {
+    // A client that connects and says nothing is closed after the header
+    // timeout, and at once on shutdown: it has no request to drain.
+    let mut stop = shutdown.clone();
+    let sniffed = tokio::select! {
+        r = tokio::time::timeout(HEADER_READ_TIMEOUT, is_h2(&stream)) => {
+            r.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        }
+        _ = stop.changed() => return,
+    };
+    match sniffed {
         Ok(false) => {
             let mut builder = http1::Builder::new();
             builder

@@ -175,6 +175,21 @@ async fn shutdown_drains_in_flight_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_hold_up_shutdown() {
+    let h =
+        Harness::start("name: web\npools: {v1: {endpoints: [$v1]}}\nroute: {stable: v1}\n").await;
+    // Connected, never a byte: nothing to drain.
+    let silent = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let Harness { proxy, apps, .. } = h;
+    // The drain timeout is 5 s; a connection waited on would use it all.
+    tokio::time::timeout(Duration::from_secs(4), proxy.shutdown())
+        .await
+        .expect("shutdown waited for a connection that never sent a request");
+    drop((silent, apps));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_are_not_buffered() {
     // The upstream answers after reading the first chunk; a proxy that
     // buffered the whole body would never deliver it.
