@@ -29,6 +29,17 @@ impl SpanTree {
             .map(SpanTree)
     }
 
+    /// Whether the document is a mapping with this top-level key.
+    pub fn has_key(&self, key: &str) -> bool {
+        matches!(&self.0.value, Node::Map(entries) if entries.iter().any(|(k, _)| k == key))
+    }
+
+    /// Whether the document holds no collection at all (empty, or one
+    /// scalar).
+    pub fn is_scalar(&self) -> bool {
+        matches!(self.0.value, Node::Leaf)
+    }
+
     /// Where `path` sits: the deepest value on the path that exists, and
     /// whether it is the value itself (a missing field is reported at its
     /// parent).

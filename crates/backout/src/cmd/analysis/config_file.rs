@@ -8,138 +8,10 @@
 //! through a span tree of the same document.
 
 use backout_judge::{AnalysisConfig, Judge};
+use backout_spec::SpanTree;
 use miette::miette;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Location, Spanned};
-use std::fmt;
 use std::path::Path;
-
-/// A YAML document reduced to its shape and the position of every value.
-#[derive(Debug)]
-enum Node {
-    Map(Vec<(String, Spanned<Node>)>),
-    Seq(Vec<Spanned<Node>>),
-    Leaf,
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-        Node::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
-            items.push(item);
-        }
-        Ok(Node::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<KeyText>()? {
-            entries.push((key.0, map.next_value::<Spanned<Node>>()?));
-        }
-        Ok(Node::Map(entries))
-    }
-}
-
-/// A mapping key as text, whatever scalar it was written as.
-struct KeyText(String);
-
-impl<'de> Deserialize<'de> for KeyText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = KeyText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a scalar key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_owned()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Where a field path (`analysis.checks[1].tolerance`) sits in the
-/// document: the deepest node on the path that exists, and whether it is
-/// the field itself (a missing field is reported at its parent).
-fn locate(root: &Spanned<Node>, path: &str) -> (Location, bool) {
-    let mut node = root;
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (key, indices) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        let Node::Map(entries) = &node.value else {
-            return (node.referenced, false);
-        };
-        let Some((_, child)) = entries.iter().find(|(k, _)| k == key) else {
-            return (node.referenced, false);
-        };
-        node = child;
-        for index in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
-            let Node::Seq(items) = &node.value else {
-                return (node.referenced, false);
-            };
-            let Some(item) = index.parse::<usize>().ok().and_then(|i| items.get(i)) else {
-                return (node.referenced, false);
-            };
-            node = item;
-        }
-    }
-    (node.referenced, true)
-}
 
 /// A service spec, seen only for its `analysis:` key.
 #[derive(Deserialize)]
@@ -157,14 +29,21 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error) -> miette::Report {
 
 /// Parses `text` (from `file`) into a config and a judge for it.
 pub fn parse(file: &str, text: &str) -> miette::Result<(AnalysisConfig, Judge)> {
-    let tree: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| yaml_error(file, &e))?;
-    let is_spec =
-        matches!(&tree.value, Node::Map(entries) if entries.iter().any(|(k, _)| k == "analysis"));
-    let (config, prefix) = if is_spec {
+    // Not YAML at all: the error comes from serde-saphyr with its location.
+    let Some(tree) = SpanTree::parse(text) else {
+        let e = serde_saphyr::from_str::<serde::de::IgnoredAny>(text)
+            .err()
+            .map_or_else(
+                || miette!("{file}: not a YAML document"),
+                |e| yaml_error(file, &e),
+            );
+        return Err(e);
+    };
+    let (config, prefix) = if tree.has_key("analysis") {
         let spec: SpecWithAnalysis =
             serde_saphyr::from_str(text).map_err(|e| yaml_error(file, &e))?;
         (spec.analysis, "analysis")
-    } else if matches!(tree.value, Node::Leaf) {
+    } else if tree.is_scalar() {
         // An empty file: every default.
         (AnalysisConfig::default(), "")
     } else {
@@ -179,7 +58,7 @@ pub fn parse(file: &str, text: &str) -> miette::Result<(AnalysisConfig, Judge)> 
                 .0
                 .iter()
                 .map(|e| {
-                    let (at, exact) = locate(&tree, &e.path);
+                    let (at, exact) = tree.locate(&e.path);
                     let whose = if exact { "" } else { " (in this entry)" };
                     format!(
                         "{file}:{}:{}: {}: {}{whose}",
