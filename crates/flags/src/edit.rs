@@ -5,6 +5,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use crate::dsl::{self, Rule};
+use crate::guard::{Share, SplitError, set_share};
 use crate::load::{Problem, load};
 
 /// One change to a flag document.
@@ -26,6 +27,15 @@ pub enum Edit {
     Revive {
         key: String,
     },
+    /// Set `variant`'s share of the flag's `fractional` split against
+    /// `control` (see [`crate::guard::set_share`]): the step of a guarded
+    /// rollout, applied to the document as it is when the change is made.
+    Split {
+        key: String,
+        variant: String,
+        control: String,
+        share: Share,
+    },
 }
 
 impl Edit {
@@ -34,7 +44,8 @@ impl Edit {
             Edit::Put { key, .. }
             | Edit::Delete { key }
             | Edit::Kill { key }
-            | Edit::Revive { key } => key,
+            | Edit::Revive { key }
+            | Edit::Split { key, .. } => key,
         }
     }
 
@@ -46,6 +57,7 @@ impl Edit {
             Edit::Delete { .. } => "delete",
             Edit::Kill { .. } => "kill",
             Edit::Revive { .. } => "revive",
+            Edit::Split { .. } => "split",
         }
     }
 }
@@ -59,6 +71,8 @@ pub enum EditError {
     Document(String),
     #[error("flag `{key}` would be broken: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid { key: String, problems: Vec<Problem> },
+    #[error("flag `{key}`: {error}")]
+    Split { key: String, error: SplitError },
 }
 
 /// The result of an edit: the new document, and the flag before and after.
@@ -111,6 +125,22 @@ pub fn apply(doc: &Json, edit: &Edit) -> Result<Applied, EditError> {
                 fields.insert("state".into(), Json::from(state));
             }
             Some(flag)
+        }
+        Edit::Split {
+            variant,
+            control,
+            share,
+            ..
+        } => {
+            let Some(flag) = &before else {
+                return Err(EditError::NotFound(key));
+            };
+            Some(
+                set_share(flag, variant, control, *share).map_err(|error| EditError::Split {
+                    key: key.clone(),
+                    error,
+                })?,
+            )
         }
     };
     match &after {
@@ -257,6 +287,24 @@ mod tests {
         check(Edit::Delete { key: "a".into() }, Ok(None));
         check(Edit::Delete { key: "b".into() }, Err("does not exist"));
         check(Edit::Kill { key: "b".into() }, Err("does not exist"));
+        let split = |key: &str, variant: &str| Edit::Split {
+            key: key.into(),
+            variant: variant.into(),
+            control: "off".into(),
+            share: Share::from_percent(5.0).expect("share"),
+        };
+        check(
+            split("a", "on"),
+            Ok(Some(
+                json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                       "targeting": {"fractional": [["on", 5], ["off", 95]]}}),
+            )),
+        );
+        check(split("b", "on"), Err("flag `b` does not exist"));
+        check(
+            split("a", "blue"),
+            Err("flag `a`: the flag has no variant `blue`"),
+        );
         check(
             Edit::Put {
                 key: "b".into(),

@@ -33,6 +33,7 @@ pub mod edit;
 mod eval;
 mod flag;
 mod fractional;
+pub mod guard;
 mod load;
 mod locate;
 mod pynum;
