@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod evaluate;
 pub mod events;
+pub mod guard;
 pub mod manage;
 pub mod source;
 pub mod sse;
@@ -60,6 +61,17 @@ pub fn standalone_router(store: FlagStore, tokens: Tokens, manager: manage::Mana
     ofrep_routes(store.clone(), tokens.clone())
         .merge(manage::routes(manager, tokens))
         .merge(health_routes(store))
+}
+
+/// [`standalone_router`] with guarded rollouts: their management routes
+/// and the observation endpoint. The caller runs [`guard::Guards::run`].
+pub fn guarded_router(
+    store: FlagStore,
+    tokens: Tokens,
+    manager: manage::Manager,
+    guards: guard::Guards,
+) -> Router {
+    standalone_router(store, tokens.clone(), manager).merge(guard::routes(guards, tokens))
 }
 
 async fn ready(State(store): State<FlagStore>) -> Response {

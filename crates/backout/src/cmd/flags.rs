@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use backout_flags::dsl;
 use backout_flags::edit::{Edit, FlagChange};
-use backout_server::ofrep::{self, FileSource, FlagStore, Tokens, clock, manage::Manager};
+use backout_server::ofrep::{
+    self, FileSource, FlagStore, Tokens, clock, guard::Guards, manage::Manager,
+};
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
 use serde_json::{Value as Json, json};
 
@@ -122,6 +124,52 @@ pub enum FlagCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Guarded rollout: raise a variant's share in steps while the judge
+    /// compares requests served with it against requests served with the
+    /// control; switched off by itself when the judge says roll back.
+    ///
+    /// Runs inside `backout flags serve` (--server). Apps report outcomes
+    /// per variant to POST /api/v1/flags/KEY/observations.
+    Rollout(RolloutArgs),
+    /// Where a guarded rollout stands: step, verdict, traffic, MTTR.
+    RolloutStatus {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stop a guarded rollout: the variant's share goes to 0.
+    RolloutAbort {
+        key: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    key: String,
+    /// The variant to roll out.
+    #[arg(long)]
+    variant: String,
+    /// The variant to compare with (default: the flag's default variant).
+    #[arg(long)]
+    control: Option<String>,
+    /// The variant's share at each step, in percent.
+    #[arg(long, default_value = "1,5,25,100", value_delimiter = ',')]
+    steps: Vec<String>,
+    /// The least time at each step (e.g. 30s, 2m).
+    #[arg(long, default_value = "60s")]
+    step_time: String,
+    /// The judge's configuration: a YAML or JSON file holding an analysis
+    /// section (the same as a service's `analysis:`), e.g. shorter warm-ups.
+    #[arg(long)]
+    analysis: Option<PathBuf>,
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,7 +223,13 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
             .store()
             .seed_usage(manager.read_usage().last_evaluated);
         let tokens = Tokens::new(args.tokens);
-        let app = ofrep::standalone_router(store.clone(), tokens.clone(), manager.clone());
+        let guards = Guards::new(manager.clone());
+        let app = ofrep::guarded_router(
+            store.clone(),
+            tokens.clone(),
+            manager.clone(),
+            guards.clone(),
+        );
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .into_diagnostic()
@@ -191,6 +245,7 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
             }
         );
         tokio::spawn(source.watch(store.clone(), ofrep::WATCH_INTERVAL));
+        tokio::spawn(guards.run());
         let usage = manager.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
@@ -314,6 +369,157 @@ pub fn run(cmd: FlagCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        FlagCommand::Rollout(args) => rollout(args),
+        FlagCommand::RolloutStatus { key, target } => {
+            let server = guarded_server(&target)?;
+            let status = http(
+                server,
+                &target,
+                "GET",
+                &format!("/api/v1/flags/{key}/rollout"),
+                Json::Null,
+            )?;
+            print_rollout(&status);
+            Ok(ExitCode::SUCCESS)
+        }
+        FlagCommand::RolloutAbort {
+            key,
+            reason,
+            target,
+        } => {
+            let server = guarded_server(&target)?;
+            let status = http(
+                server,
+                &target,
+                "POST",
+                &format!("/api/v1/flags/{key}/rollout/abort"),
+                json!({"reason": reason}),
+            )?;
+            print_rollout(&status);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn guarded_server(target: &Target) -> Result<&str> {
+    target.server.as_deref().ok_or_else(|| {
+        miette!(
+            "a guarded rollout runs inside `backout flags serve`: pass --server URL (or set BACKOUT_FLAGS_SERVER)"
+        )
+    })
+}
+
+fn rollout(args: RolloutArgs) -> Result<ExitCode> {
+    let server = guarded_server(&args.target)?;
+    let steps = args
+        .steps
+        .iter()
+        .map(|s| {
+            s.trim()
+                .parse::<backout_flags::guard::Share>()
+                .map(|share| json!(share.percent()))
+                .map_err(|e| miette!("--steps: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut body = json!({
+        "variant": args.variant,
+        "steps": steps,
+        "step_time": args.step_time,
+    });
+    if let Some(control) = &args.control {
+        body["control"] = json!(control);
+    }
+    if let Some(reason) = &args.reason {
+        body["reason"] = json!(reason);
+    }
+    if let Some(path) = &args.analysis {
+        // Checked here, with errors at file:line:col, before the server
+        // sees it.
+        let (config, _) = super::analysis::load_config(path)?;
+        body["analysis"] = serde_json::to_value(config).into_diagnostic()?;
+    }
+    let status = http(
+        server,
+        &args.target,
+        "POST",
+        &format!("/api/v1/flags/{}/rollout", args.key),
+        body,
+    )?;
+    print_rollout(&status);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_rollout(s: &Json) {
+    let text = |v: &Json| v.as_str().unwrap_or("?").to_owned();
+    let steps: Vec<String> = s["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_f64)
+        .map(|p| format!("{p}%"))
+        .collect();
+    println!(
+        "flag {}: `{}` against `{}` in steps {} (at least {}s each), started by {}",
+        text(&s["flag"]),
+        text(&s["variant"]),
+        text(&s["control"]),
+        steps.join(" → "),
+        s["step_time_s"].as_f64().unwrap_or(0.0),
+        text(&s["started_by"])
+    );
+    println!(
+        "phase:   {} at step {}/{} ({}% served)",
+        text(&s["phase"]),
+        s["step"],
+        steps.len(),
+        s["share"]
+            .as_f64()
+            .map_or_else(|| "?".into(), |p| p.to_string())
+    );
+    println!("now:     {}", text(&s["note"]));
+    if let Some(v) = s.get("verdict").filter(|v| !v.is_null()) {
+        println!("judge:   {} — {}", text(&v["verdict"]), text(&v["reason"]));
+    }
+    for c in s["checks"].as_array().into_iter().flatten() {
+        println!(
+            "         {:<14} {:<12} {}",
+            text(&c["name"]),
+            text(&c["state"]),
+            text(&c["reason"])
+        );
+    }
+    let t = &s["traffic"];
+    println!(
+        "traffic: `{}` {} requests ({} errors), `{}` {} requests ({} errors){}",
+        text(&s["control"]),
+        t["control"]["requests"],
+        t["control"]["errors"],
+        text(&s["variant"]),
+        t["variant"]["requests"],
+        t["variant"]["errors"],
+        match t["other"].as_u64() {
+            Some(n) if n > 0 => format!(", {n} with other variants"),
+            _ => String::new(),
+        }
+    );
+    if let Some(m) = s.get("rollback").filter(|m| !m.is_null()) {
+        let secs = |k: &str| {
+            m[k].as_i64().map_or_else(
+                || "?".to_owned(),
+                |ms| format!("{:.3}s", ms as f64 / 1000.0),
+            )
+        };
+        println!(
+            "MTTR:    detect {}, decide {}, act {}, verify {} ({} from onset to switch)",
+            secs("detect_ms"),
+            secs("decide_ms"),
+            secs("act_ms"),
+            secs("verify_ms"),
+            secs("total_ms")
+        );
+    }
+    if let Some(e) = s["error"].as_str() {
+        println!("error:   {e}");
     }
 }
 
@@ -404,6 +610,11 @@ fn change_and_print(target: &Target, edit: Edit, reason: Option<String>) -> Resu
                     format!("/api/v1/flags/{key}/revive"),
                     json!({"reason": reason}),
                 ),
+                Edit::Split { .. } => {
+                    return Err(miette!(
+                        "a split is moved by `backout flag rollout`, not as a plain change"
+                    ));
+                }
             };
             let path = match (&edit, &reason) {
                 (Edit::Delete { .. }, Some(r)) => format!("{path}?reason={}", urlencode(r)),

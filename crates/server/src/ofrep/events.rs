@@ -18,13 +18,19 @@ pub struct FlagEvent {
     /// Unix milliseconds.
     pub at_ms: i64,
     pub actor: String,
-    /// `create`, `update`, `delete`, `kill` or `revive`.
+    /// `create`, `update`, `delete`, `kill` or `revive`; a guarded rollout
+    /// records `rollout-start`, `rollout-step`, `rollout-promote`,
+    /// `rollout-abort`, `switch-off` and `switched-off` (the MTTR record).
     pub action: String,
     pub flag: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub before: Option<Json>,
     pub after: Option<Json>,
+    /// For the automatic switch-off of a guarded rollout: its MTTR clock
+    /// (timestamps and phases in milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mttr: Option<Json>,
 }
 
 /// Where flag events go.
@@ -119,6 +125,7 @@ mod tests {
             reason: Some("5xx spike".into()),
             before: Some(serde_json::json!({"state": "ENABLED"})),
             after: Some(serde_json::json!({"state": "DISABLED"})),
+            mttr: None,
         };
         log.append(&event).expect("append");
         log.append(&event).expect("append");

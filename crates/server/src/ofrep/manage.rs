@@ -94,6 +94,19 @@ impl Manager {
         actor: &str,
         reason: Option<String>,
     ) -> Result<FlagEvent, ManageError> {
+        self.apply_as(edit, actor, reason, None)
+    }
+
+    /// [`Manager::apply`], recorded under `action` instead of the edit's own
+    /// name (a guarded rollout's `rollout-step` or `switch-off` is a split
+    /// edit). When this returns `Ok`, the new flag set is being served.
+    pub fn apply_as(
+        &self,
+        edit: &Edit,
+        actor: &str,
+        reason: Option<String>,
+        action: Option<&str>,
+    ) -> Result<FlagEvent, ManageError> {
         let _guard = self
             .lock
             .lock()
@@ -112,18 +125,27 @@ impl Manager {
         let event = FlagEvent {
             at_ms: clock::unix_millis(),
             actor: actor.to_owned(),
-            action: edit.action(applied.before.is_some()).to_owned(),
+            action: action
+                .unwrap_or_else(|| edit.action(applied.before.is_some()))
+                .to_owned(),
             flag: edit.key().to_owned(),
             reason,
             before: applied.before,
             after: applied.after,
+            mttr: None,
         };
-        self.log.append(&event).map_err(|source| ManageError::Log {
-            path: self.usage_path.display().to_string(),
-            source,
-        })?;
+        self.record(&event)?;
         self.source.reload_into(&self.store)?;
         Ok(event)
+    }
+
+    /// Appends an event that goes with a change already made (the MTTR of
+    /// a switch-off, known only once it is served).
+    pub fn record(&self, event: &FlagEvent) -> Result<(), ManageError> {
+        self.log.append(event).map_err(|source| ManageError::Log {
+            path: self.usage_path.display().to_string(),
+            source,
+        })
     }
 
     pub fn events(&self) -> std::io::Result<Vec<FlagEvent>> {
