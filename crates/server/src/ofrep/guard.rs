@@ -7,8 +7,9 @@
 //! [`Manager`] (so each step is written to the flag file, recorded in the
 //! change history and served through the same atomic swap and change
 //! stream as a kill), and keeps the rollouts in a file beside the flag file
-//! (`flags.json` → `flags.json.rollouts.json`) so a restarted server goes
-//! on guarding them.
+//! (`flags.json` → `flags.json.rollouts.json`), judges included, so a
+//! restarted server goes on guarding them with the evidence saved at the
+//! last change or within the last ten seconds.
 //!
 //! Invariant: changes made for guards are applied one at a time (the `act`
 //! lock), so an abort or a switch-off can never be overtaken by a step that
@@ -50,12 +51,17 @@ pub struct Guards {
     inner: Arc<Inner>,
 }
 
+/// Unix milliseconds: the wall clock in service, a virtual one in tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 struct Inner {
     manager: Manager,
+    clock: Clock,
     slots: Mutex<HashMap<String, Slot>>,
     /// Serialises flag changes made for guards (see the module invariant).
     act: tokio::sync::Mutex<()>,
     path: PathBuf,
+    ticks: std::sync::atomic::AtomicU64,
 }
 
 /// One flag's rollout (the running one, or the last one, kept for its
@@ -199,6 +205,13 @@ impl Guards {
     /// The guards of `manager`'s flag file, resuming the rollouts recorded
     /// beside it.
     pub fn new(manager: Manager) -> Guards {
+        Guards::with_clock(manager, Arc::new(clock::unix_millis))
+    }
+
+    /// [`Guards::new`] on another clock: every time the guards use (steps,
+    /// verdicts, the MTTR stamps) comes from `clock`, so a test can run a
+    /// rollout's minutes in milliseconds by calling [`Guards::tick`].
+    pub fn with_clock(manager: Manager, clock: Clock) -> Guards {
         let mut name = manager.source().path().as_os_str().to_owned();
         name.push(".rollouts.json");
         let path = PathBuf::from(name);
@@ -225,11 +238,17 @@ impl Guards {
         Guards {
             inner: Arc::new(Inner {
                 manager,
+                clock,
                 slots: Mutex::new(slots),
                 act: tokio::sync::Mutex::new(()),
                 path,
+                ticks: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    fn now(&self) -> i64 {
+        (self.inner.clock)()
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
@@ -291,11 +310,10 @@ impl Guards {
         set_share(&flag, &plan.variant, &control, first)
             .map_err(|e| GuardError::Invalid(format!("flag `{key}`: {e}")))?;
         let analysis = request.analysis.clone().unwrap_or_default();
-        let rollout =
-            GuardedRollout::new(plan, &analysis, clock::unix_millis()).map_err(|e| match e {
-                StartError::Plan(p) => GuardError::Invalid(p.to_string()),
-                StartError::Analysis(a) => GuardError::Invalid(a.to_string()),
-            })?;
+        let rollout = GuardedRollout::new(plan, &analysis, self.now()).map_err(|e| match e {
+            StartError::Plan(p) => GuardError::Invalid(p.to_string()),
+            StartError::Analysis(a) => GuardError::Invalid(a.to_string()),
+        })?;
         let slot = Slot {
             rollout,
             started_by: actor.to_owned(),
@@ -331,7 +349,7 @@ impl Guards {
                 .ok_or_else(|| GuardError::NotFound(format!("no guarded rollout of `{key}`")))?;
             slot.rollout
                 .guard
-                .abort(clock::unix_millis(), actor, reason)
+                .abort(self.now(), actor, reason)
                 .map_err(GuardError::Conflict)?;
         }
         self.apply_pending(key, Some((actor, None))).await;
@@ -409,10 +427,12 @@ impl Guards {
     pub async fn tick(&self, now_ms: i64) {
         let _act = self.inner.act.lock().await;
         let mut changed = false;
+        let mut active = false;
         let mut due = Vec::new();
         {
             let mut slots = self.slots();
             for (key, slot) in slots.iter_mut() {
+                active |= slot.rollout.guard.phase().is_active();
                 let control = slot.control.take();
                 let variant = slot.variant.take();
                 let before = slot.rollout.guard.phase();
@@ -431,7 +451,14 @@ impl Guards {
         for key in &due {
             self.apply_pending(key, None).await;
         }
-        if changed || !due.is_empty() {
+        // Besides every change, the judge's evidence is saved every ten
+        // ticks: a restart loses at most that much of it.
+        let ticks = self
+            .inner
+            .ticks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if changed || !due.is_empty() || (active && ticks.is_multiple_of(10)) {
             self.save();
         }
     }
@@ -443,7 +470,7 @@ impl Guards {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            self.tick(clock::unix_millis()).await;
+            self.tick(self.now()).await;
         }
     }
 
@@ -477,11 +504,12 @@ impl Guards {
                 share: change.share,
             };
             let manager = self.inner.manager.clone();
+            let now = self.inner.clock.clone();
             let action = change.kind.action();
             let outcome = tokio::task::spawn_blocking(move || {
-                let action_ms = clock::unix_millis();
+                let action_ms = now();
                 let result = manager.apply_as(&edit, &actor, Some(reason), Some(action));
-                (action_ms, result, clock::unix_millis())
+                (action_ms, result, now())
             })
             .await;
             let (action_ms, result, served_ms) = match outcome {
@@ -514,7 +542,7 @@ impl Guards {
                     tracing::warn!(flag = %key, permanent, "guarded change not applied: {e}");
                     let moved = slot.rollout.guard.failed(
                         change.seq,
-                        clock::unix_millis(),
+                        self.now(),
                         &e.to_string(),
                         permanent,
                     );
