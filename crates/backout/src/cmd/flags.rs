@@ -348,15 +348,23 @@ pub fn run(cmd: FlagCommand) -> Result<ExitCode> {
             let events = read(&target, "/api/v1/flag-events", |m| {
                 serde_json::to_value(m.events().into_diagnostic()?).into_diagnostic()
             })?;
-            for e in events.as_array().into_iter().flatten() {
-                if key
-                    .as_deref()
-                    .is_some_and(|k| e["flag"].as_str() != Some(k))
-                {
-                    continue;
-                }
+            let shown: Vec<&Json> = events
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| key.as_deref().is_none_or(|k| e["flag"].as_str() == Some(k)))
+                .collect();
+            // Wide enough for the longest action (`rollout-promote`).
+            let width = shown
+                .iter()
+                .filter_map(|e| e["action"].as_str())
+                .map(|a| a.chars().count() + 1)
+                .max()
+                .unwrap_or(0)
+                .max(8);
+            for e in shown {
                 println!(
-                    "{}  {:<8} {:<24} by {}{}",
+                    "{}  {:<width$} {:<24} by {}{}",
                     e["at_ms"],
                     e["action"].as_str().unwrap_or("?"),
                     e["flag"].as_str().unwrap_or("?"),
