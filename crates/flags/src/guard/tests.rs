@@ -390,6 +390,10 @@ fn the_guarded_rollout_feeds_its_judge_and_survives_json() {
         if let Some(c) = bad.guard.pending().cloned() {
             bad.guard.applied(c.seq, t * 1000, t * 1000);
         }
+        let back: GuardedRollout =
+            serde_json::from_str(&serde_json::to_string(&bad).expect("to json"))
+                .expect("from json");
+        assert_eq!(back.guard, bad.guard);
     }
     assert_eq!(bad.guard.phase(), Phase::RolledBack, "{}", bad.guard.note());
     assert!(t < 30, "rolled back only after {t}s");

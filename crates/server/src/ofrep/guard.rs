@@ -226,9 +226,13 @@ impl Guards {
                     slots
                 }
                 Err(e) => {
+                    // Kept aside rather than overwritten by the next save.
+                    let aside = path.with_extension("json.unreadable");
+                    let _ = std::fs::rename(&path, &aside);
                     tracing::error!(
-                        "{}: cannot read the guarded rollouts ({e}); starting without them",
-                        path.display()
+                        "{}: cannot read the guarded rollouts ({e}); moved to {} and starting without them",
+                        path.display(),
+                        aside.display()
                     );
                     HashMap::new()
                 }
