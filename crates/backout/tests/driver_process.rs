@@ -517,3 +517,39 @@ async fn commands_run_from_the_workdir_with_port_and_version_in_the_environment(
     assert!(log.contains("greeting=hello ada from web"), "{log}");
     d.teardown("web", "v10").await.unwrap();
 }
+
+/// A crash can come after a replica started and before the caller recorded
+/// it: the driver's own run records still lead a new driver to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_nobody_recorded_are_adopted_from_the_run_records() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = demo("    replicas: 2\n");
+    let req = DeployRequest::new("web", "v7", 2);
+    let started = {
+        let crashed = driver(data.path(), &spec);
+        crashed.deploy(&req).await.unwrap()
+    };
+    let _cleanup = Cleanup(pids(&started));
+
+    let d = driver(data.path(), &spec);
+    // Another version's adoption takes none of them.
+    let other = DeployRequest::new("web", "v8", 1);
+    assert!(d.adopt(&other, &[]).await.unwrap().is_empty());
+    let adopted = d.adopt(&req, &[]).await.unwrap();
+    assert_eq!(pids(&adopted), pids(&started), "nothing restarted");
+    assert_eq!(d.deploy(&req).await.unwrap(), adopted, "nothing started");
+
+    // Stopped replicas leave no records behind.
+    d.teardown("web", "v7").await.unwrap();
+    for pid in pids(&started) {
+        assert!(!group_alive(pid), "group {pid} is gone");
+    }
+    let d = driver(data.path(), &spec);
+    assert!(d.adopt(&req, &[]).await.unwrap().is_empty());
+    let left: Vec<_> = std::fs::read_dir(data.path().join("run/web"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -6,7 +6,7 @@
 mod harness;
 
 use harness::{Load, Up, free_port, no_rollout, paused, spec, stable};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 fn rollbacks(s: &Json) -> Vec<Json> {
     s["state"]["rollbacks"]
@@ -385,4 +385,110 @@ fn every_endpoint_checks_the_role_of_the_token() {
             .iter()
             .any(|e| e["kind"] == "token.created" && e["body"]["name"] == "t-viewer")
     );
+}
+
+#[test]
+fn an_automatic_rollback_scales_a_short_stable_first() {
+    let port = free_port();
+    // Two replicas per version; a replica that dies stays down for a
+    // minute (its restart back-off), longer than the rollback waits.
+    let text = spec(
+        port,
+        "[{set_weight: 50}, {analysis: {duration: 20s, on_timeout: pause}}]",
+        "rollback: {capacity: scale_first, capacity_timeout: 10s}\n",
+    )
+    .replace(
+        "    stop_timeout: 2s\n",
+        "    stop_timeout: 2s\n    replicas: 2\n    restart: {backoff: 60s, max_backoff: 60s}\n",
+    );
+    let up = Up::start(&text, port);
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--latency 1ms",
+    ]);
+    let s = up.wait_for("v1 stable on two replicas", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s) && s["state"]["readiness"]["v1"] == json!([2, 2])
+    });
+
+    // One of stable's replicas dies (its whole process group).
+    let pid = s["instances"]["v1"][0]["pid"].as_u64().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    up.wait_for("stable short of a replica", 30, |s| {
+        s["state"]["readiness"]["v1"] == json!([1, 2])
+    });
+
+    // A bad canary under load: the judge rolls it back while stable has
+    // half its capacity.
+    let load = Load::start(port);
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v2",
+        "--artifact=--error-rate 0.3 --latency 1ms",
+    ]);
+    let s = up.wait_for("v2 rolled back", 90, |s| {
+        no_rollout(s) && !rollbacks(s).is_empty()
+    });
+    drop(load);
+    let rb = &rollbacks(&s)[0];
+    assert_eq!(rb["kind"], "automatic", "{rb:#}");
+    assert_eq!(rb["from_version"], "v2");
+    assert_eq!(rb["to_version"], "v1");
+    let capacity = rb["capacity"].as_str().unwrap();
+    assert!(
+        capacity.contains("1/2 ready") && capacity.contains("scaled it first"),
+        "{rb:#}"
+    );
+    // Stable takes everything again.
+    assert_eq!(stable(&s), Some("v1"));
+    assert_eq!(s["proxy"]["route"]["stable"], "v1");
+    assert!(
+        s["proxy"]["route"]["canary"].is_null() || s["proxy"]["route"]["canary_weight"] == 0.0,
+        "{s:#}"
+    );
+    let h = up.history();
+    assert_eq!(release(&h, "v2")["outcome"], "rolled_back");
+    // The log has the scale-up of stable the rollback asked for.
+    let events = up.events();
+    assert!(
+        events.iter().any(|e| e["kind"] == "action.scale"
+            && e["body"]["version"] == "v1"
+            && e["body"]["replicas"] == 2),
+        "no scale-up of stable in the log"
+    );
+    // Traffic moved once stable was whole again, or, with the replica
+    // still in its back-off, when the capacity timeout ran out: the state
+    // machine says which.
+    let timed_out = events
+        .iter()
+        .find(|e| e["kind"] == "action.notify" && e["body"]["kind"] == "capacity_timeout");
+    match timed_out {
+        Some(e) => assert!(
+            e["body"]["message"].as_str().unwrap().contains("1/2"),
+            "{e:#}"
+        ),
+        None => assert!(
+            events.iter().any(|e| e["kind"] == "input.readiness"
+                && e["body"]["version"] == "v1"
+                && e["body"]["ready"] == 2
+                && e["seq"].as_i64() > rb_seq(&events)),
+            "the rollback neither waited for stable nor timed out"
+        ),
+    }
+}
+
+/// The seq of the first rollback notice.
+fn rb_seq(events: &[Json]) -> Option<i64> {
+    events
+        .iter()
+        .find(|e| e["kind"] == "action.notify" && e["body"]["kind"] == "rollback")
+        .and_then(|e| e["seq"].as_i64())
 }

@@ -8,7 +8,7 @@
 //! `driver.instances`, `driver.event`, `notify.failed`) are facts for the
 //! timeline and for adoption after a crash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backout_rollout::{Action, Envelope, Input, Policy, ServiceState};
 use backout_store::{NewEvent, StoredEvent};
@@ -21,6 +21,8 @@ pub const INPUT: &str = "input.";
 pub const ACTION: &str = "action.";
 /// Instances a driver reported for a version (`{"version", "instances"}`).
 pub const INSTANCES: &str = "driver.instances";
+const DEPLOY: &str = "action.deploy";
+const SCALE: &str = "action.scale";
 
 /// The event kind of an input: `input.register_release`, `input.command`...
 pub fn input_kind(input: &Input) -> String {
@@ -91,6 +93,10 @@ pub struct Folded {
     pub undecodable: usize,
     /// The last instances each version's driver reported, for adoption.
     pub instances: BTreeMap<String, Vec<Instance>>,
+    /// Versions a driver was told to run (a deploy or scale action) and
+    /// not seen torn down since: a crash may have cut the operation short
+    /// before its instances were reported, so they are looked for too.
+    pub deployed: BTreeSet<String>,
 }
 
 /// Applies a service's logged events, in order, to `state`.
@@ -111,8 +117,15 @@ pub fn fold(
                         reason: ev.reason.as_deref(),
                     };
                     let _ = state.apply(&env, &input, policy);
+                    if let Input::TornDown { version } = &input {
+                        folded.deployed.remove(version);
+                    }
                 }
                 Err(_) => folded.undecodable += 1,
+            }
+        } else if ev.kind == DEPLOY || ev.kind == SCALE {
+            if let Some(version) = ev.body.get("version").and_then(|v| v.as_str()) {
+                folded.deployed.insert(version.to_string());
             }
         } else if ev.kind == INSTANCES {
             let version = ev.body.get("version").and_then(|v| v.as_str());
@@ -146,6 +159,49 @@ mod tests {
             }),
             "action.teardown"
         );
+    }
+
+    #[test]
+    fn a_deploy_is_looked_for_until_its_version_is_torn_down() {
+        let ev = |seq: i64, kind: &str, body: serde_json::Value| StoredEvent {
+            seq,
+            batch: seq,
+            service: "web".into(),
+            kind: kind.into(),
+            actor: "controller".into(),
+            reason: None,
+            idempotency_key: None,
+            at_ms: seq,
+            body,
+        };
+        let events = [
+            ev(
+                1,
+                "action.deploy",
+                serde_json::json!({"action": "deploy", "version": "v1", "replicas": 1}),
+            ),
+            ev(
+                2,
+                "action.deploy",
+                serde_json::json!({"action": "deploy", "version": "v2", "replicas": 1}),
+            ),
+            ev(
+                3,
+                "action.scale",
+                serde_json::json!({"action": "scale", "version": "v3", "replicas": 2}),
+            ),
+            ev(
+                4,
+                "input.torn_down",
+                serde_json::json!({"input": "torn_down", "version": "v2"}),
+            ),
+        ];
+        let mut state = ServiceState::new("web");
+        let mut folded = Folded::default();
+        fold(&mut state, &events, &Policy::default(), &mut folded);
+        let deployed: Vec<&str> = folded.deployed.iter().map(String::as_str).collect();
+        assert_eq!(deployed, ["v1", "v3"]);
+        assert_eq!(folded.seq, 4);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use backout_rollout::{
     ServiceState,
 };
 use backout_spec::{PoolSpec, ServiceSpec};
-use backout_store::{EventLog, NewEvent, SqliteStore};
+use backout_store::{EventLog, NewEvent, SqliteStore, StoredEvent};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// tries again (the failure itself is an input that usually ends the
 /// rollout, so this only matters for stable).
 const DEPLOY_RETRY_MS: i64 = 5_000;
+/// After a rollback with no traffic at all, how long before the service
+/// counts as recovered.
+const QUIET_RECOVERY_MS: i64 = 10_000;
 
 /// A request to change a service, as the API makes it.
 #[derive(Debug, Clone)]
@@ -202,9 +205,10 @@ impl ServiceActor {
             log::fold(&mut self.state, &page, &self.policy, &mut folded);
         }
         self.seq = folded.seq;
-        // Versions that should run, and versions that ran and should not
-        // (a teardown cut short by the crash): adopt both; the loop tears
-        // down the second kind.
+        // Versions that should run, versions that ran and should not (a
+        // teardown cut short by the crash), and versions a driver was
+        // told to start whose instances were never reported (a deploy cut
+        // short): adopt them all; the loop tears down the unwanted ones.
         let mut versions: BTreeSet<String> = self.state.instances.keys().cloned().collect();
         versions.extend(
             folded
@@ -213,20 +217,46 @@ impl ServiceActor {
                 .filter(|(_, i)| !i.is_empty())
                 .map(|(v, _)| v.clone()),
         );
+        versions.extend(folded.deployed.iter().cloned());
+        let mut facts = Vec::new();
+        let mut gone = Vec::new();
         for version in versions {
             let replicas = self.state.instances.get(&version).copied().unwrap_or(0);
             let req = self.request(&version, replicas);
             let recorded = folded.instances.get(&version).cloned().unwrap_or_default();
-            match self.driver.adopt(&req, &recorded).await {
-                Ok(found) if !found.is_empty() => {
-                    self.running.insert(version, found);
-                }
-                Ok(_) => {}
+            let found = match self.driver.adopt(&req, &recorded).await {
+                Ok(found) => found,
                 Err(e) => {
-                    tracing::warn!(service = %self.name, %version, error = %e, "adopting instances failed; they will be deployed again")
+                    tracing::warn!(service = %self.name, %version, error = %e, "adopting instances failed; they will be deployed again");
+                    continue;
                 }
+            };
+            let wanted = self.state.instances.contains_key(&version);
+            if found.is_empty() && !wanted {
+                // Stopped (or never started), but the crash came before
+                // the log said so.
+                gone.push(version);
+                continue;
+            }
+            // The log says what runs now: adoption may have found fewer
+            // instances than it recorded, or ones it never recorded.
+            if !same_instances(&found, &recorded) {
+                facts.push(self.instances_event(&version, &found));
+            }
+            if !found.is_empty() {
+                self.running.insert(version, found);
             }
         }
+        if !facts.is_empty() {
+            self.append_facts(facts).await;
+        }
+        for version in gone {
+            let fact = self.instances_event(&version, &[]);
+            let _ = self.internal(Input::TornDown { version }, vec![fact]).await;
+        }
+        // The API serves as soon as this returns: it must show the folded
+        // state, not the empty one the view started with.
+        self.publish();
         Ok(folded)
     }
 
@@ -299,6 +329,16 @@ impl ServiceActor {
         key: Option<&str>,
         extra: Vec<NewEvent>,
     ) -> Result<Submitted, SubmitError> {
+        let key = key.map(|k| format!("{}:{k}", self.name));
+        // A retried request (its answer lost, e.g. to a crash) is answered
+        // from the log before it is checked: once applied, it usually no
+        // longer applies (the rollout it approved has moved on), and the
+        // client must hear "done", not "conflict".
+        if let Some(k) = &key
+            && let Some(earlier) = self.find_key(k).await?
+        {
+            return earlier_result(k, &earlier, &input);
+        }
         self.state
             .check(&input, &self.policy)
             .map_err(SubmitError::Rejected)?;
@@ -319,7 +359,6 @@ impl ServiceActor {
                 notices: Vec::new(),
             });
         }
-        let key = key.map(|k| format!("{}:{k}", self.name));
         let batch = log::batch(&self.name, &env, key.as_deref(), &input, &actions, extra);
         let store = Arc::clone(&self.store);
         let appended = tokio::task::spawn_blocking(move || store.append(batch))
@@ -359,6 +398,16 @@ impl ServiceActor {
             duplicate: false,
             notices,
         })
+    }
+
+    /// The event logged earlier under an idempotency key, if any.
+    async fn find_key(&self, key: &str) -> Result<Option<StoredEvent>, SubmitError> {
+        let store = Arc::clone(&self.store);
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || store.find_key(&key))
+            .await
+            .map_err(|e| SubmitError::Store(e.to_string()))?
+            .map_err(|e| SubmitError::Store(e.to_string()))
     }
 
     async fn append_facts(&mut self, events: Vec<NewEvent>) {
@@ -443,15 +492,26 @@ impl ServiceActor {
         if service != self.name {
             return;
         }
+        let mut facts = Vec::new();
+        let body = serde_json::to_value(&ev).unwrap_or_default();
+        facts.push(NewEvent::new(
+            &self.name,
+            "driver.event",
+            "driver",
+            unix_ms(),
+            body,
+        ));
         if let DriverEvent::Restarted { instance, .. } = &ev
             && let Some(list) = self.running.get_mut(&version)
             && let Some(slot) = list.iter_mut().find(|i| i.id == instance.id)
         {
             *slot = instance.clone();
+            // The new incarnation (new pid) is what a restart of backout
+            // must adopt.
+            let list = list.clone();
+            facts.push(self.instances_event(&version, &list));
         }
-        let body = serde_json::to_value(&ev).unwrap_or_default();
-        let fact = NewEvent::new(&self.name, "driver.event", "driver", unix_ms(), body);
-        self.append_facts(vec![fact]).await;
+        self.append_facts(facts).await;
     }
 
     /// Makes instances, pools and the route match the state.
@@ -735,7 +795,9 @@ impl ServiceActor {
         let baseline = self.recovery_baseline.unwrap_or(0.0);
         let recovered = if requests == 0 {
             // No traffic at all for a while: nothing is failing either.
-            windows.len() >= 10
+            // The proxy keeps windows only where there was traffic, so
+            // "a while" is counted on the clock, not in windows.
+            unix_ms() - since >= QUIET_RECOVERY_MS
         } else {
             let rate = errors as f64 / requests as f64;
             windows.len() >= 3 && rate <= baseline * 1.5 + 0.002
@@ -771,6 +833,43 @@ impl ServiceActor {
                 .collect(),
         };
         self.view.send_replace(Arc::new(view));
+    }
+}
+
+/// Whether two lists name the same instances (their start times aside: a
+/// driver that runs nothing itself stamps them anew).
+fn same_instances(a: &[Instance], b: &[Instance]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.id == y.id && x.pid == y.pid && x.endpoint == y.endpoint)
+}
+
+/// The answer to a request whose key the log already holds: the earlier
+/// result when it is the same request, a conflict when the key was used
+/// for another one.
+fn earlier_result(
+    key: &str,
+    earlier: &StoredEvent,
+    input: &Input,
+) -> Result<Submitted, SubmitError> {
+    let same = earlier.kind == log::input_kind(input)
+        && serde_json::to_value(input).is_ok_and(|body| body == earlier.body);
+    if same {
+        Ok(Submitted {
+            seq: earlier.seq,
+            duplicate: true,
+            notices: Vec::new(),
+        })
+    } else {
+        let key = key.split_once(':').map_or(key, |(_, k)| k);
+        Err(SubmitError::Rejected(Rejection {
+            code: "conflict",
+            message: format!(
+                "the Idempotency-Key {key:?} was already used for another request ({} at seq {}); use a new key for a new request",
+                earlier.kind, earlier.seq
+            ),
+        }))
     }
 }
 

@@ -72,6 +72,18 @@ pub(super) fn cmdline(pid: u32) -> Option<Vec<String>> {
     )
 }
 
+/// The environment of a running process (`NAME=value` entries), from
+/// `/proc`; `None` where it cannot be read.
+pub(super) fn environ(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|e| !e.is_empty())
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .collect(),
+    )
+}
+
 /// Stops a group: SIGTERM, up to `grace` for it to exit, then SIGKILL.
 /// `child` (when the leader is our own child) is reaped along the way.
 /// Fails only if the group survives SIGKILL, which takes a process stuck
@@ -161,6 +173,7 @@ mod tests {
         assert!(pgid_of(me).is_some());
         let argv = cmdline(me).unwrap_or_default();
         assert!(!argv.is_empty());
+        assert!(environ(me).is_some_and(|env| env.iter().any(|e| e.starts_with("PATH="))));
         assert!(!alive(u32::MAX - 1));
         assert!(!group_alive(u32::MAX - 1));
     }

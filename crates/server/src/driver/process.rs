@@ -12,11 +12,13 @@
 //! - `teardown` sends SIGTERM to the group, waits `stop_timeout`, then
 //!   SIGKILL.
 //! - `adopt` takes over replicas recorded before a crash whose pid still
-//!   runs the recorded command line.
+//!   runs the recorded command line, and those the driver's own run
+//!   records name (started, but not yet in the event log, at the crash).
 
 mod launch;
 mod log;
 mod port;
+mod record;
 mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +52,8 @@ struct Shared {
     workdir: PathBuf,
     /// `{data_dir}/logs`.
     log_dir: PathBuf,
+    /// `{data_dir}/run`: a record per replica (see `record`).
+    run_dir: PathBuf,
     state: Mutex<State>,
     events: broadcast::Sender<DriverEvent>,
 }
@@ -99,6 +103,7 @@ impl ProcessDriver {
                 spec,
                 workdir,
                 log_dir: ctx.data_dir.join("logs"),
+                run_dir: ctx.data_dir.join("run"),
                 state: Mutex::new(State::default()),
                 events: event_channel(),
             }),
@@ -303,6 +308,26 @@ impl Driver for ProcessDriver {
             self.supervise(&key, &req, Running::adopted(inst.clone()));
             adopted.push(inst.clone());
         }
+        // Replicas started just before the crash, before the caller could
+        // record them.
+        for inst in self.shared.recorded_alive(&req.service, &req.version) {
+            let known = self
+                .shared
+                .lock()
+                .versions
+                .get(&key)
+                .is_some_and(|v| v.replicas.contains_key(&inst.replica));
+            let Some(port) = inst.endpoint.authority().port_u16() else {
+                continue;
+            };
+            if known {
+                continue;
+            }
+            self.shared.lock().ports.insert(port);
+            self.supervise(&key, &req, Running::adopted(inst.clone()));
+            adopted.push(inst);
+        }
+        adopted.sort_by_key(|i| i.replica);
         Ok(adopted)
     }
 
@@ -423,6 +448,9 @@ impl Shared {
             },
         };
         replica.task.abort();
+        if result.is_ok() {
+            self.remove_record(&inst);
+        }
         if let Some(port) = inst.endpoint.authority().port_u16() {
             self.release_port(port);
         }

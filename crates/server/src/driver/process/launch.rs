@@ -167,11 +167,33 @@ pub(super) async fn launch(
         .with_detail(log::tail(&log_path)));
     };
 
-    let deadline = started + spec.start_timeout.get();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let endpoint = EndpointUrl::parse(&format!("http://{addr}")).map_err(|e| {
+        error(
+            ErrorKind::Io,
+            e,
+            "this is a bug in backout; please report it".into(),
+        )
+    })?;
+    let mut instance = Instance {
+        id: instance_id(&req.service, &req.version, replica),
+        service: req.service.clone(),
+        version: req.version.clone(),
+        replica,
+        endpoint,
+        pid: Some(pid),
+        started_at_ms,
+        cmdline: argv.clone(),
+    };
+    // Before anything else can happen to backout: from here on a crash
+    // leaves a replica that must be found again.
+    shared.write_record(&instance);
+
+    let deadline = started + spec.start_timeout.get();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             group::kill_remains(pid).await;
+            shared.remove_record(&instance);
             return Err(error(
                 ErrorKind::Start,
                 format!("replica {replica} exited with {status} before it listened on port {port}"),
@@ -189,7 +211,12 @@ pub(super) async fn launch(
         if Instant::now() >= deadline {
             // Best effort: the replica is abandoned either way, and the
             // error below is what the caller needs to see.
-            let _ = group::terminate(pid, Some(&mut child), spec.stop_timeout.get()).await;
+            if group::terminate(pid, Some(&mut child), spec.stop_timeout.get())
+                .await
+                .is_ok()
+            {
+                shared.remove_record(&instance);
+            }
             return Err(error(
                 ErrorKind::Timeout,
                 format!(
@@ -203,26 +230,12 @@ pub(super) async fn launch(
         tokio::time::sleep(LISTEN_POLL).await;
     }
 
-    let endpoint = EndpointUrl::parse(&format!("http://{addr}")).map_err(|e| {
-        error(
-            ErrorKind::Io,
-            e,
-            "this is a bug in backout; please report it".into(),
-        )
-    })?;
+    // Read once the replica listens: a `sh -c` wrapper may have exec'd
+    // the app by then, and adoption compares this.
+    instance.cmdline = group::cmdline(pid).unwrap_or(argv);
+    shared.write_record(&instance);
     Ok(Running {
-        instance: Instance {
-            id: instance_id(&req.service, &req.version, replica),
-            service: req.service.clone(),
-            version: req.version.clone(),
-            replica,
-            endpoint,
-            pid: Some(pid),
-            started_at_ms,
-            // Read once the replica listens: a `sh -c` wrapper may have
-            // exec'd the app by then, and adoption compares this.
-            cmdline: group::cmdline(pid).unwrap_or(argv),
-        },
+        instance,
         pid,
         child: Some(child),
         started,
