@@ -492,3 +492,91 @@ fn rb_seq(events: &[Json]) -> Option<i64> {
         .find(|e| e["kind"] == "action.notify" && e["body"]["kind"] == "rollback")
         .and_then(|e| e["seq"].as_i64())
 }
+
+#[test]
+fn a_wedged_replica_is_restarted_when_its_liveness_probe_fails() {
+    let port = free_port();
+    // The replica stops answering its liveness probe 3 s after each start
+    // without exiting, as a deadlocked process would.
+    // Restarts after the first wait 5 s, 10 s, ...
+    let text = spec(port, "[{set_weight: 50}, approve]", "")
+        .replace(
+            "probes:\n",
+            "probes:\n  liveness: {path: /live, period: 200ms, timeout: 200ms, failure_threshold: 2}\n",
+        )
+        .replace(
+            "    stop_timeout: 2s\n",
+            "    stop_timeout: 2s\n    restart: {backoff: 5s, max_backoff: 60s}\n",
+        );
+    let up = Up::start(&text, port);
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--wedge-after 3s",
+    ]);
+    let s = up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+    let first = s["instances"]["v1"][0]["pid"].as_u64().unwrap();
+
+    let s = up.wait_for("v1 restarted", 30, |s| {
+        s["instances"]["v1"][0]["pid"]
+            .as_u64()
+            .is_some_and(|p| p != first)
+    });
+    let second = s["instances"]["v1"][0]["pid"].as_u64().unwrap();
+    // The new incarnation is taken for traffic again.
+    up.wait_for("the restarted replica ready", 10, |s| {
+        s["instances"]["v1"][0]["pid"].as_u64() == Some(second)
+            && s["state"]["readiness"]["v1"] == json!([1, 1])
+    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{first}")).exists(),
+        "the wedged process {first} still runs"
+    );
+
+    let events = up.events();
+    let asked = events
+        .iter()
+        .find(|e| e["kind"] == "action.restart")
+        .expect("the restart is in the log");
+    assert_eq!(asked["body"]["version"], "v1");
+    assert_eq!(asked["body"]["pid"], first);
+    assert!(
+        asked["reason"]
+            .as_str()
+            .unwrap()
+            .contains("liveness probe failed"),
+        "{asked:#}"
+    );
+    // Logged before it was done: the new incarnation's instances come
+    // after the decision.
+    let seq = |e: &Json| e["seq"].as_i64().unwrap();
+    let recorded = events
+        .iter()
+        .find(|e| {
+            e["kind"] == "driver.instances"
+                && e["body"]["instances"][0]["pid"].as_u64() == Some(second)
+        })
+        .expect("the new pid is in the log");
+    assert!(seq(recorded) > seq(asked));
+
+    // It wedges again, and is restarted again only after the back-off.
+    let s = up.wait_for("v1 restarted twice", 30, |s| {
+        s["instances"]["v1"][0]["pid"]
+            .as_u64()
+            .is_some_and(|p| p != first && p != second)
+    });
+    let restarts: Vec<i64> = up
+        .events()
+        .iter()
+        .filter(|e| e["kind"] == "action.restart")
+        .map(|e| e["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(restarts.len() >= 2, "{s:#}");
+    // The second incarnation wedged 3.4 s after it started, but the
+    // back-off held its restart to 5 s after the first one.
+    assert!(restarts[1] - restarts[0] >= 5_000, "{restarts:?}");
+}

@@ -7,6 +7,7 @@
 //! and reconciles the proxy to the folded state before taking requests.
 
 pub(crate) mod clock;
+mod liveness;
 pub mod log;
 mod notify;
 mod service;

@@ -37,6 +37,11 @@ pub struct Args {
     /// that starts but cannot take traffic.
     #[arg(long)]
     unready: bool,
+    /// Fail the liveness probe (`/live` and `/ready` answer 503) this long
+    /// after start, without exiting: a process that wedges, which only a
+    /// restart cures, e.g. `10s`.
+    #[arg(long)]
+    wedge_after: Option<String>,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -51,6 +56,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .degrade_after
         .as_deref()
         .map(|d| backout_spec::Duration::parse(d).map_err(|e| miette!("--degrade-after: {e}")))
+        .transpose()?;
+    let wedge_after = args
+        .wedge_after
+        .as_deref()
+        .map(|d| backout_spec::Duration::parse(d).map_err(|e| miette!("--wedge-after: {e}")))
         .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,6 +87,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             tokio::spawn(async move {
                 tokio::time::sleep(after.get()).await;
                 apply(&c);
+            });
+        }
+        if let Some(after) = wedge_after {
+            let c = Arc::clone(&control);
+            tokio::spawn(async move {
+                tokio::time::sleep(after.get()).await;
+                c.set_live(false);
             });
         }
         crate::signal::wait_for_shutdown().await;

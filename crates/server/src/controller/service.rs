@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::unix_ms;
+use super::liveness::LivenessRestarts;
 use super::log::{self, Folded, INSTANCES};
 use super::notify::Notifier;
 use crate::driver::{DeployRequest, Driver, DriverError, DriverEvent, Instance};
@@ -116,6 +117,13 @@ enum DriverDone {
         version: String,
         result: Result<(), DriverError>,
     },
+    /// A restart the controller asked for because the probes found the
+    /// instance wedged.
+    Restarted {
+        version: String,
+        instance_id: String,
+        result: Result<Instance, DriverError>,
+    },
 }
 
 /// The judge running on the current rollout.
@@ -149,6 +157,9 @@ pub(super) struct ServiceActor {
     decision: Option<Decision>,
     /// Stable's error rate before the last rollback, for the verify phase.
     recovery_baseline: Option<f64>,
+    /// Instances whose liveness (or startup) probe failed, and when each
+    /// may be restarted again.
+    liveness: LivenessRestarts,
     done_tx: mpsc::UnboundedSender<DriverDone>,
     done_rx: mpsc::UnboundedReceiver<DriverDone>,
 }
@@ -165,6 +176,7 @@ impl ServiceActor {
         view: watch::Sender<Arc<ServiceView>>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let liveness = liveness_policy(&spec);
         ServiceActor {
             name: spec.name.clone(),
             state: ServiceState::new(&spec.name),
@@ -183,6 +195,7 @@ impl ServiceActor {
             analysis: None,
             decision: None,
             recovery_baseline: None,
+            liveness,
             done_tx,
             done_rx,
         }
@@ -293,6 +306,7 @@ impl ServiceActor {
                     let _ = self.internal(Input::Tick, Vec::new()).await;
                     self.judge().await;
                     self.verify_recovery().await;
+                    self.restart_wedged().await;
                     self.reconcile().await;
                 }
             }
@@ -463,6 +477,35 @@ impl ServiceActor {
                     }
                 }
             }
+            DriverDone::Restarted {
+                version,
+                instance_id,
+                result,
+            } => {
+                let restarts = self.liveness.done(&instance_id, unix_ms());
+                match result {
+                    Ok(instance) => {
+                        tracing::info!(service = %self.name, instance = %instance_id, restarts, "wedged instance restarted");
+                        self.replace_instance(&version, instance).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(service = %self.name, instance = %instance_id, error = %e, "restarting a wedged instance failed; tried again after its back-off");
+                        let fact = NewEvent::new(
+                            &self.name,
+                            "driver.restart_failed",
+                            "controller",
+                            unix_ms(),
+                            serde_json::json!({
+                                "version": version,
+                                "instance": instance_id,
+                                "restarts": restarts,
+                                "error": e.to_string(),
+                            }),
+                        );
+                        self.append_facts(vec![fact]).await;
+                    }
+                }
+            }
             DriverDone::TornDown { version, result } => {
                 self.in_flight.remove(&version);
                 match result {
@@ -492,26 +535,113 @@ impl ServiceActor {
         if service != self.name {
             return;
         }
-        let mut facts = Vec::new();
         let body = serde_json::to_value(&ev).unwrap_or_default();
-        facts.push(NewEvent::new(
-            &self.name,
-            "driver.event",
-            "driver",
-            unix_ms(),
-            body,
-        ));
-        if let DriverEvent::Restarted { instance, .. } = &ev
-            && let Some(list) = self.running.get_mut(&version)
-            && let Some(slot) = list.iter_mut().find(|i| i.id == instance.id)
-        {
-            *slot = instance.clone();
-            // The new incarnation (new pid) is what a restart of backout
-            // must adopt.
-            let list = list.clone();
-            facts.push(self.instances_event(&version, &list));
+        let fact = NewEvent::new(&self.name, "driver.event", "driver", unix_ms(), body);
+        self.append_facts(vec![fact]).await;
+        if let DriverEvent::Restarted { instance, .. } = ev {
+            self.replace_instance(&version, instance).await;
         }
-        self.append_facts(facts).await;
+    }
+
+    /// Puts a restarted instance's new incarnation in place of the old one
+    /// and logs the version's instances when that changed them: the new
+    /// pid is what a restart of backout must adopt. Both the driver's own
+    /// event and the controller's restart report it, in either order.
+    async fn replace_instance(&mut self, version: &str, instance: Instance) {
+        let Some(list) = self.running.get_mut(version) else {
+            return;
+        };
+        let Some(slot) = list.iter_mut().find(|i| i.id == instance.id) else {
+            return;
+        };
+        if same_instances(std::slice::from_ref(slot), std::slice::from_ref(&instance)) {
+            return;
+        }
+        *slot = instance;
+        let list = list.clone();
+        let fact = self.instances_event(version, &list);
+        self.append_facts(vec![fact]).await;
+        self.publish();
+    }
+
+    /// Restarts the instances whose liveness probe failed or whose startup
+    /// probe never passed: the proxy already keeps traffic off them, but
+    /// only a restart unwedges a process that is stuck without exiting.
+    /// The decision is logged before the driver is asked.
+    async fn restart_wedged(&mut self) {
+        if self.driver.kind() == "static" {
+            // Nothing of backout's to restart; probes and outlier
+            // ejection keep traffic off the endpoint meanwhile.
+            return;
+        }
+        let now = unix_ms();
+        let mono = backout_proxy::clock::mono_ms();
+        let mut known = BTreeSet::new();
+        let mut restart = Vec::new();
+        for (version, instances) in &self.running {
+            known.extend(instances.iter().map(|i| i.id.clone()));
+            if !self.state.instances.contains_key(version) || self.in_flight.contains(version) {
+                continue;
+            }
+            let Some(pool) = self.proxy.pool(version) else {
+                continue;
+            };
+            let endpoints = pool.endpoints();
+            for inst in instances {
+                let Some(endpoint) = endpoints.iter().find(|e| e.url == inst.endpoint) else {
+                    continue;
+                };
+                let health = endpoint.status(mono);
+                let wedged = !health.live || health.startup_failed;
+                if self.liveness.observe(&inst.id, !wedged, now) {
+                    let why = if health.startup_failed {
+                        "its startup probe failed"
+                    } else {
+                        "its liveness probe failed"
+                    };
+                    restart.push((version.clone(), inst.clone(), why));
+                }
+            }
+        }
+        self.liveness.retain(|id| known.contains(id));
+        for (version, inst, why) in restart {
+            let reason = format!("instance {} ({}) {why}", inst.id, inst.endpoint);
+            let decision = NewEvent::new(
+                &self.name,
+                "action.restart",
+                "controller",
+                unix_ms(),
+                serde_json::json!({
+                    "action": "restart",
+                    "version": version,
+                    "instance": inst.id,
+                    "endpoint": inst.endpoint.to_string(),
+                    "pid": inst.pid,
+                }),
+            )
+            .with_reason(&reason);
+            let store = Arc::clone(&self.store);
+            let logged = tokio::task::spawn_blocking(move || store.append(vec![decision])).await;
+            if !matches!(logged, Ok(Ok(_))) {
+                // Not in the log, so not done: asked again after the
+                // back-off.
+                tracing::warn!(service = %self.name, instance = %inst.id, "cannot log a restart; not restarting yet");
+                self.liveness.done(&inst.id, unix_ms());
+                continue;
+            }
+            tracing::warn!(service = %self.name, instance = %inst.id, "{reason}; restarting it");
+            let driver = Arc::clone(&self.driver);
+            let tx = self.done_tx.clone();
+            let service = self.name.clone();
+            tokio::spawn(async move {
+                let result = driver.restart(&service, &version, &inst.id).await;
+                let _ = tx.send(DriverDone::Restarted {
+                    version,
+                    instance_id: inst.id,
+                    result,
+                });
+            });
+        }
     }
 
     /// Makes instances, pools and the route match the state.
@@ -834,6 +964,27 @@ impl ServiceActor {
         };
         self.view.send_replace(Arc::new(view));
     }
+}
+
+/// The restart back-off for wedged instances: the process driver's own
+/// (the one it uses for replicas that exit), and a grace long enough for
+/// the probes to judge a new incarnation.
+fn liveness_policy(spec: &ServiceSpec) -> LivenessRestarts {
+    let restart = match &spec.driver {
+        Some(backout_spec::DriverSpec::Process(p)) => p.restart,
+        _ => backout_spec::RestartSpec::default(),
+    };
+    let probes = &spec.pool_defaults.probes;
+    let ms = |d: backout_spec::Duration| d.get().as_millis() as i64;
+    let judged_in = |p: &Option<backout_spec::ProbeSpec>| {
+        p.as_ref().map_or(0, |p| {
+            ms(p.initial_delay)
+                + ms(p.period) * i64::from(p.failure_threshold.get())
+                + ms(p.timeout)
+        })
+    };
+    let grace = judged_in(&probes.startup) + judged_in(&probes.liveness);
+    LivenessRestarts::new(ms(restart.backoff), ms(restart.max_backoff), grace)
 }
 
 /// Whether two lists name the same instances (their start times aside: a
