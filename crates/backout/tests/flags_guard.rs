@@ -434,7 +434,7 @@ async fn refusals_abort_and_report_shapes() {
     ]);
     assert!(!ok);
     assert!(
-        flat(&stderr).contains("runs inside `backout flags serve`"),
+        flat(&stderr).contains("runs inside a flag server"),
         "{stderr}"
     );
     // A flag whose targeting has no split to move says what to do.

@@ -8,6 +8,7 @@
 //! it.
 
 mod auth;
+mod flags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,6 +80,36 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/tokens", Some(Role::Admin)),
     ("POST", "/api/v1/tokens", Some(Role::Admin)),
     ("DELETE", "/api/v1/tokens/{name}", Some(Role::Admin)),
+    // Feature flags (`backout up --flags FILE`). Evaluating is reading;
+    // an app's token needs no more than viewer.
+    ("POST", "/ofrep/v1/evaluate/flags/{key}", Some(Role::Viewer)),
+    ("POST", "/ofrep/v1/evaluate/flags", Some(Role::Viewer)),
+    ("GET", "/ofrep/v1/events", Some(Role::Viewer)),
+    ("GET", "/ofrep/v1/configuration", Some(Role::Viewer)),
+    ("GET", "/api/v1/flags", Some(Role::Viewer)),
+    ("GET", "/api/v1/flags/{key}", Some(Role::Viewer)),
+    ("PUT", "/api/v1/flags/{key}", Some(Role::Operator)),
+    ("DELETE", "/api/v1/flags/{key}", Some(Role::Operator)),
+    ("POST", "/api/v1/flags/{key}/kill", Some(Role::Operator)),
+    ("POST", "/api/v1/flags/{key}/revive", Some(Role::Operator)),
+    ("GET", "/api/v1/flags/{key}/rollout", Some(Role::Viewer)),
+    ("POST", "/api/v1/flags/{key}/rollout", Some(Role::Operator)),
+    (
+        "POST",
+        "/api/v1/flags/{key}/rollout/abort",
+        Some(Role::Operator),
+    ),
+    // Outcomes feed the judge that can switch a variant off or let it
+    // advance, so reporting them is a change.
+    (
+        "POST",
+        "/api/v1/flags/{key}/observations",
+        Some(Role::Operator),
+    ),
+    ("GET", "/api/v1/flag-rollouts", Some(Role::Viewer)),
+    ("GET", "/api/v1/flag-document", Some(Role::Viewer)),
+    ("GET", "/api/v1/flag-events", Some(Role::Viewer)),
+    ("GET", "/api/v1/flag-stale", Some(Role::Viewer)),
 ];
 
 /// What the handlers share.
@@ -88,10 +119,13 @@ pub struct ApiState {
     pub store: Arc<SqliteStore>,
     /// The proxy's metrics, for `/metrics`.
     pub proxy: Option<Arc<AdminState>>,
+    /// Feature flags, when a flag file is served.
+    pub flags: Option<crate::ofrep::Served>,
 }
 
 /// The router, with authentication on everything but the health checks.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let flags = flags::routes(&state);
     let viewer = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
@@ -147,6 +181,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             )
         })
         .with_state(state)
+        .merge(flags)
 }
 
 /// Parses a JSON body, naming the field that is wrong.
@@ -250,11 +285,14 @@ async fn submit(
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let text = state
+    let mut text = state
         .proxy
         .as_ref()
         .map(|p| p.metrics.render())
         .unwrap_or_else(|| Metrics::new().render());
+    if let Some(f) = &state.flags {
+        text.push_str(&crate::ofrep::manage::metrics_text(&f.manager));
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -760,6 +798,16 @@ mod tests {
             .collect();
         routes.sort();
         assert_eq!(documented, routes);
+        // And with the role each needs.
+        for (method, path, role) in ROUTES {
+            let op = &paths[*path][method.to_lowercase()];
+            let documented = op["x-backout-role"].as_str();
+            assert_eq!(
+                documented,
+                role.map(Role::as_str),
+                "{method} {path}: x-backout-role"
+            );
+        }
         assert_eq!(doc["openapi"], "3.1.0");
     }
 }

@@ -15,6 +15,8 @@ pub mod source;
 pub mod sse;
 pub mod store;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +35,15 @@ pub const EVENTS_PATH: &str = "/ofrep/v1/events";
 /// The OFREP routes (evaluation, change stream, configuration), behind the
 /// token check.
 pub fn ofrep_routes(store: FlagStore, tokens: Tokens) -> Router {
+    evaluation_routes(store).layer(axum::middleware::from_fn_with_state(
+        tokens,
+        auth::require_token,
+    ))
+}
+
+/// The OFREP routes without authentication, for a server that checks
+/// callers itself (`backout up`, with its API tokens).
+pub fn evaluation_routes(store: FlagStore) -> Router {
     Router::new()
         .route(
             "/ofrep/v1/evaluate/flags/{key}",
@@ -42,10 +53,6 @@ pub fn ofrep_routes(store: FlagStore, tokens: Tokens) -> Router {
         .route(EVENTS_PATH, get(sse::events))
         .route("/ofrep/v1/configuration", get(configuration))
         .with_state(store)
-        .layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::require_token,
-        ))
 }
 
 /// Liveness and readiness: ready only once a flag set is loaded.
@@ -108,3 +115,74 @@ async fn configuration() -> Response {
 
 /// How often the flag file is checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the record of when each flag was last evaluated is saved.
+const USAGE_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A flag file being served: loaded into a store, changed through one
+/// manager, with its guarded rollouts. The standalone server and `backout
+/// up` both start it this way.
+#[derive(Clone)]
+pub struct Served {
+    pub store: FlagStore,
+    pub manager: manage::Manager,
+    pub guards: guard::Guards,
+}
+
+impl Served {
+    /// Loads `file`, recording changes in `log` (by default a JSON-lines
+    /// file beside it). A file that is broken at start is an error: there
+    /// is no last good set to serve yet. Once serving, a broken file only
+    /// makes the served set stale.
+    pub fn open(
+        file: &Path,
+        log: Option<Arc<dyn events::FlagEventLog>>,
+    ) -> Result<Served, source::SourceError> {
+        let store = FlagStore::new();
+        let source = FileSource::new(file);
+        source.reload_into(&store)?;
+        let manager = match log {
+            Some(log) => manage::Manager::with_log(source, store.clone(), log),
+            None => manage::Manager::new(source, store.clone()),
+        };
+        store.seed_usage(manager.read_usage().last_evaluated);
+        let guards = guard::Guards::new(manager.clone());
+        Ok(Served {
+            store,
+            manager,
+            guards,
+        })
+    }
+
+    /// Starts the file watcher, the guarded rollouts' ticker and the usage
+    /// saver on the current runtime.
+    pub fn spawn(&self) {
+        tokio::spawn(
+            self.manager
+                .source()
+                .clone()
+                .watch(self.store.clone(), WATCH_INTERVAL),
+        );
+        tokio::spawn(self.guards.clone().run());
+        let usage = self.manager.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(USAGE_SAVE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let _ = usage.save_usage(clock::unix_now());
+            }
+        });
+    }
+
+    /// Saves the usage record, on the way out.
+    pub fn save_usage(&self) {
+        let _ = self.manager.save_usage(clock::unix_now());
+    }
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("file", &self.manager.source().path())
+            .finish_non_exhaustive()
+    }
+}

@@ -673,6 +673,13 @@ pub fn describe_event(e: &Json) -> String {
             body["reason"].as_str().unwrap_or_default()
         ),
         "input.command" => format!("command {}", body["command"].as_str().unwrap_or_default()),
+        k if k.starts_with("flag.") => {
+            let flag = body["flag"].as_str().unwrap_or_default();
+            match body["after"]["state"].as_str() {
+                Some(state) => format!("flag {flag}: {state}"),
+                None => format!("flag {flag}"),
+            }
+        }
         _ => {
             let mut b = body.clone();
             if let Some(o) = b.as_object_mut() {

@@ -133,6 +133,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
         controller: Arc::clone(&controller),
         store: Arc::clone(&store),
         proxy: Some(Arc::clone(&proxy.state)),
+        flags: None,
     }));
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

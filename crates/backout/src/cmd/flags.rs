@@ -11,9 +11,7 @@ use std::process::ExitCode;
 
 use backout_flags::dsl;
 use backout_flags::edit::{Edit, FlagChange};
-use backout_server::ofrep::{
-    self, FileSource, FlagStore, Tokens, clock, guard::Guards, manage::Manager,
-};
+use backout_server::ofrep::{self, FileSource, FlagStore, Tokens, clock, manage::Manager};
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
 use serde_json::{Value as Json, json};
 
@@ -210,25 +208,15 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
         .try_init();
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async move {
-        let store = FlagStore::new();
-        let source = FileSource::new(&args.file);
-        // A file that is broken at start is an error; once serving, a broken
-        // file only makes the served set stale.
-        source
-            .reload_into(&store)
+        let served = ofrep::Served::open(&args.file, None)
             .map_err(|e| miette!("{e}"))
             .wrap_err("cannot start the flag server")?;
-        let manager = Manager::new(source.clone(), store.clone());
-        manager
-            .store()
-            .seed_usage(manager.read_usage().last_evaluated);
         let tokens = Tokens::new(args.tokens);
-        let guards = Guards::new(manager.clone());
         let app = ofrep::guarded_router(
-            store.clone(),
+            served.store.clone(),
             tokens.clone(),
-            manager.clone(),
-            guards.clone(),
+            served.manager.clone(),
+            served.guards.clone(),
         );
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -244,16 +232,7 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
                 ""
             }
         );
-        tokio::spawn(source.watch(store.clone(), ofrep::WATCH_INTERVAL));
-        tokio::spawn(guards.run());
-        let usage = manager.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-            loop {
-                tick.tick().await;
-                let _ = usage.save_usage(clock::unix_now());
-            }
-        });
+        served.spawn();
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -261,7 +240,7 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
             .with_graceful_shutdown(shutdown)
             .await
             .into_diagnostic()?;
-        let _ = manager.save_usage(clock::unix_now());
+        served.save_usage();
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -412,7 +391,7 @@ pub fn run(cmd: FlagCommand) -> Result<ExitCode> {
 fn guarded_server(target: &Target) -> Result<&str> {
     target.server.as_deref().ok_or_else(|| {
         miette!(
-            "a guarded rollout runs inside `backout flags serve`: pass --server URL (or set BACKOUT_FLAGS_SERVER)"
+            "a guarded rollout runs inside a flag server: pass --server URL of `backout flags serve` or of `backout up --flags FILE` (or set BACKOUT_FLAGS_SERVER)"
         )
     })
 }
@@ -637,7 +616,7 @@ fn change_and_print(target: &Target, edit: Edit, reason: Option<String>) -> Resu
                 .map_err(|e| miette!("{e}"))?;
             serde_json::to_value(event).into_diagnostic()?
         }
-        (None, None) => return Err(miette!("say where the flags are: -f FILE or --server URL")),
+        (None, None) => return Err(no_target()),
     };
     println!(
         "{} {} (by {})",
@@ -649,6 +628,12 @@ fn change_and_print(target: &Target, edit: Edit, reason: Option<String>) -> Resu
 }
 
 /// Reads through the server, or from the file with a local manager.
+fn no_target() -> miette::Report {
+    miette!(
+        "say where the flags are: -f FILE, or --server URL of `backout flags serve` or of `backout up --flags FILE` (with --token)"
+    )
+}
+
 fn read(target: &Target, path: &str, local: impl FnOnce(&Manager) -> Result<Json>) -> Result<Json> {
     match (&target.server, &target.file) {
         (Some(server), _) => http(server, target, "GET", path, Json::Null),
@@ -660,7 +645,7 @@ fn read(target: &Target, path: &str, local: impl FnOnce(&Manager) -> Result<Json
                 .map_err(|e| miette!("{e}"))?;
             local(&manager)
         }
-        (None, None) => Err(miette!("say where the flags are: -f FILE or --server URL")),
+        (None, None) => Err(no_target()),
     }
 }
 
@@ -690,10 +675,14 @@ fn http(server: &str, target: &Target, method: &str, path: &str, body: Json) -> 
         let status = response.status();
         let value: Json = response.json().await.unwrap_or(Json::Null);
         if !status.is_success() {
-            return Err(miette!(
-                "{url}: {status}: {}",
-                value["error"].as_str().unwrap_or(&value.to_string())
-            ));
+            // The flag server says `{"error": "..."}`; `backout up`'s own
+            // refusals (a token's role) say `{"error": {"message": ...}}`.
+            let error = &value["error"];
+            let message = error
+                .as_str()
+                .or_else(|| error["message"].as_str())
+                .map_or_else(|| value.to_string(), str::to_owned);
+            return Err(miette!("{url}: {status}: {message}"));
         }
         Ok(value)
     })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService};
+use backout_server::ofrep::{self, events::StoreEventLog};
 use backout_store::{Role, SqliteStore, Tokens};
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, WrapErr, miette};
@@ -37,6 +38,11 @@ pub struct Args {
     /// Data-plane worker threads (0: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     workers: usize,
+    /// Serve feature flags from this flagd flag file (JSON or YAML): OFREP
+    /// at /ofrep/v1 and flag management at /api/v1/flags on the API's
+    /// listener, behind its tokens, with every change in the event log.
+    #[arg(long, value_name = "FILE")]
+    flags: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -109,6 +115,17 @@ fn write_private(path: &Path, secret: &str) -> miette::Result<()> {
 
 async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitCode> {
     let (store, new_token) = open_store(&args.data)?;
+    let flags = match &args.flags {
+        Some(file) => {
+            let log = Arc::new(StoreEventLog::new(Arc::clone(&store)));
+            let served = ofrep::Served::open(file, Some(log))
+                .map_err(|e| miette!("{e}"))
+                .wrap_err("cannot serve the flags")?;
+            served.spawn();
+            Some(served)
+        }
+        None => None,
+    };
     let proxy = RunningProxy::start(ProxyConfig {
         services: managed.iter().map(|m| m.spec.clone()).collect(),
         default_listen: Some(args.listen),
@@ -132,6 +149,7 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         controller: Arc::clone(&controller),
         store: Arc::clone(&store),
         proxy: Some(Arc::clone(&proxy.state)),
+        flags: flags.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.api)
         .await
@@ -148,6 +166,12 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         "backout: API on http://{api_addr}/api/v1 (event log: {}/backout.db)",
         args.data.display()
     );
+    if let Some(file) = &args.flags {
+        println!(
+            "backout: flags from {} at http://{api_addr}/ofrep/v1 (management at /api/v1/flags)",
+            file.display()
+        );
+    }
     if let Some(path) = new_token {
         println!(
             "backout: created an admin token in {} (the CLI uses it from this directory)",
@@ -159,6 +183,9 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
     });
     server.await.into_diagnostic()?;
     println!("backout: shutting down");
+    if let Some(s) = &flags {
+        s.save_usage();
+    }
     controller.shutdown(!args.keep_instances).await;
     proxy.shutdown().await;
     Ok(ExitCode::SUCCESS)

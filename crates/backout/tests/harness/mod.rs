@@ -57,6 +57,8 @@ pub struct Up {
     pub api_port: u16,
     pub data_port: u16,
     pub token: String,
+    /// Arguments added to `backout up`'s own (e.g. `--flags flags.json`).
+    pub args: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -64,10 +66,24 @@ pub struct Up {
 impl Up {
     /// Starts `backout up` on `spec_text` in a fresh directory.
     pub fn start(spec_text: &str, data_port: u16) -> Up {
+        Up::start_with(spec_text, data_port, &[], &[])
+    }
+
+    /// [`Up::start`] with more files in its directory and more arguments.
+    pub fn start_with(
+        spec_text: &str,
+        data_port: u16,
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Up {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("shop.yaml"), spec_text).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
         let mut up = Up {
+            args: args.iter().map(|a| a.to_string()).collect(),
             data: dir.join("data"),
             dir,
             api: String::new(),
@@ -96,6 +112,7 @@ impl Up {
             .arg("--data")
             .arg(&self.data)
             .args(["--workers", "1"])
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -209,6 +226,81 @@ impl Up {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Calls every endpoint of `backout_server::api::ROUTES` that `which`
+/// selects with no token and with a viewer, an operator and an admin token,
+/// and checks that exactly the roles the list names get through: 401
+/// without a token, 403 below the role, anything but 401/403/404/405 at or
+/// above it (a 404 only for the placeholder object, e.g. flag `nobody`).
+/// Bodies are invalid on purpose: this is about who may call. Returns the
+/// tokens it created (none, `t-viewer`, `t-operator`, `t-admin`).
+pub fn check_roles(up: &Up, which: impl Fn(&str) -> bool) -> Vec<(Option<&'static str>, String)> {
+    let mut tokens = vec![(None, String::new())];
+    for role in ["viewer", "operator", "admin"] {
+        let name = format!("t-{role}");
+        let secret = up.ok(&["token", "create", &name, "--role", role]);
+        tokens.push((Some(role), secret.trim().to_string()));
+    }
+    let rank = |r: &str| {
+        ["viewer", "operator", "admin"]
+            .iter()
+            .position(|x| *x == r)
+            .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    for (method, path, needed) in backout_server::api::ROUTES {
+        if !which(path) {
+            continue;
+        }
+        let url = format!(
+            "{}{}",
+            up.api,
+            path.replace("{service}", "shop")
+                .replace("{name}", "nobody")
+                .replace("{key}", "nobody")
+        );
+        for (role, secret) in &tokens {
+            let mut req = client.request(method.parse().unwrap(), &url);
+            if role.is_some() {
+                req = req.bearer_auth(secret);
+            }
+            if *method == "POST" || *method == "PUT" {
+                req = req.header("content-type", "application/json").body("{}");
+            }
+            let resp = rt.block_on(req.send()).unwrap();
+            let status = resp.status().as_u16();
+            // A change stream never ends: its status is the answer.
+            let streaming = resp
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            let body = if streaming {
+                String::new()
+            } else {
+                rt.block_on(resp.text()).unwrap()
+            };
+            let allowed = match (needed, role) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(n), Some(r)) => rank(r) >= rank(n.as_str()),
+            };
+            let who = role.unwrap_or("no token");
+            if allowed {
+                assert!(
+                    ![401, 403, 404, 405].contains(&status)
+                        || body.to_lowercase().contains("not_found"),
+                    "{method} {path} as {who}: {status} {body}"
+                );
+            } else if role.is_none() {
+                assert_eq!(status, 401, "{method} {path} as {who}: {body}");
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {who}: {body}");
+            }
+        }
+    }
+    tokens
 }
 
 impl Drop for Up {

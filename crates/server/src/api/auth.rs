@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -45,6 +45,42 @@ pub async fn require(
     check(state, needed, req, next).await
 }
 
+/// Middleware that looks up the least role of the matched endpoint in
+/// [`ROUTES`](super::ROUTES), for routers whose endpoints need different
+/// roles (the flag endpoints, whose handlers come from the flag server).
+/// Use as a `route_layer`, so the matched path is known.
+pub async fn require_listed(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let listed = super::ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path);
+    match listed {
+        Some((_, _, None)) => next.run(req).await,
+        Some((_, _, Some(needed))) => check(state, *needed, req, next).await,
+        // A route served but not listed is a bug; refusing keeps it from
+        // being open by accident.
+        None => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            format!("{method} {path} has no role in the route list; this is a bug in backout"),
+        )
+        .into_response(),
+    }
+}
+
+/// The header the flag handlers take the actor from.
+const ACTOR: &str = "x-backout-actor";
+
 fn unauthenticated(message: &str) -> Response {
     let mut resp =
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", None, message).into_response();
@@ -56,21 +92,29 @@ fn unauthenticated(message: &str) -> Response {
 }
 
 async fn check(state: Arc<ApiState>, needed: Role, mut req: Request, next: Next) -> Response {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return unauthenticated(
-            "this endpoint needs a token: send `Authorization: Bearer <token>` (create one with `backout token create`)",
-        );
+    let secret = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|s| s.trim().to_owned()),
+        // OFREP clients may send the token as an API key instead.
+        None => match req.headers().get("x-api-key") {
+            Some(value) => value.to_str().ok().map(|s| s.trim().to_owned()),
+            None => {
+                return unauthenticated(
+                    "this endpoint needs a token: send `Authorization: Bearer <token>` (create one with `backout token create`)",
+                );
+            }
+        },
     };
-    let secret = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|s| s.trim().to_owned());
     let Some(secret) = secret else {
-        return unauthenticated("the Authorization header must be `Bearer <token>`");
+        return unauthenticated(
+            "the Authorization header must be `Bearer <token>` (or send `X-API-Key: <token>`)",
+        );
     };
     let store = Arc::clone(&state.store);
     let found = tokio::task::spawn_blocking(move || store.verify_token(&secret)).await;
@@ -107,6 +151,11 @@ async fn check(state: Arc<ApiState>, needed: Role, mut req: Request, next: Next)
             ),
         )
         .into_response();
+    }
+    // The flag handlers record the actor from this header: under the API
+    // it is the token's name, whatever the client claimed.
+    if let Ok(v) = HeaderValue::from_str(&info.name) {
+        req.headers_mut().insert(ACTOR, v);
     }
     req.extensions_mut().insert(super::Caller {
         name: info.name,

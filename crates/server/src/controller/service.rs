@@ -288,8 +288,10 @@ impl ServiceActor {
                 req = requests.recv() => match req {
                     Some(Request::Submit(sub, reply)) => {
                         let result = self.process(sub.input, &sub.actor, sub.reason.as_deref(), sub.key.as_deref(), Vec::new()).await;
-                        let _ = reply.send(result);
+                        // The world first, then the answer: a break-glass
+                        // rollback has moved the traffic when it returns.
                         self.reconcile().await;
+                        let _ = reply.send(result);
                     }
                     None => break,
                 },

@@ -661,6 +661,15 @@ fn status_json(key: &str, slot: &Slot) -> Json {
 
 /// The guarded-rollout routes, behind the token check.
 pub fn routes(guards: Guards, tokens: Tokens) -> Router {
+    api_routes(guards).layer(axum::middleware::from_fn_with_state(
+        tokens,
+        auth::require_token,
+    ))
+}
+
+/// The guarded-rollout routes without authentication, for a server that
+/// checks callers itself (`backout up`).
+pub fn api_routes(guards: Guards) -> Router {
     Router::new()
         .route(
             "/api/v1/flags/{key}/rollout",
@@ -670,10 +679,6 @@ pub fn routes(guards: Guards, tokens: Tokens) -> Router {
         .route("/api/v1/flags/{key}/observations", post(observations))
         .route("/api/v1/flag-rollouts", get(list_rollouts))
         .with_state(guards)
-        .layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::require_token,
-        ))
 }
 
 fn actor(headers: &HeaderMap) -> String {
@@ -686,7 +691,15 @@ fn actor(headers: &HeaderMap) -> String {
 }
 
 fn refuse(status: StatusCode, message: String) -> Response {
-    (status, axum::Json(json!({"error": message}))).into_response()
+    // A code as well as the message, so clients need not parse prose.
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "internal",
+    };
+    (status, axum::Json(json!({"error": message, "code": code}))).into_response()
 }
 
 fn refused(e: GuardError) -> Response {

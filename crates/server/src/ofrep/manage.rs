@@ -216,8 +216,25 @@ impl Manager {
     }
 }
 
-/// The management API routes, behind the token check.
+/// The management API routes, behind the token check, with the flag
+/// metrics at `/metrics` (standalone mode).
 pub fn routes(manager: Manager, tokens: Tokens) -> Router {
+    api_routes(manager.clone())
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(manager),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        ))
+}
+
+/// The management API routes without authentication or `/metrics`, for a
+/// server that checks callers itself and exports the flag metrics with
+/// its own ([`metrics_text`]): `backout up`.
+pub fn api_routes(manager: Manager) -> Router {
     Router::new()
         .route("/api/v1/flags", get(list))
         .route(
@@ -229,12 +246,7 @@ pub fn routes(manager: Manager, tokens: Tokens) -> Router {
         .route("/api/v1/flag-document", get(document))
         .route("/api/v1/flag-events", get(events))
         .route("/api/v1/flag-stale", get(stale_report))
-        .route("/metrics", get(metrics))
         .with_state(manager)
-        .layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::require_token,
-        ))
 }
 
 fn actor(headers: &HeaderMap) -> String {
@@ -247,10 +259,12 @@ fn actor(headers: &HeaderMap) -> String {
 }
 
 fn error_response(error: ManageError) -> Response {
-    let status = match &error {
-        ManageError::Edit(EditError::NotFound(_)) => StatusCode::NOT_FOUND,
-        ManageError::Edit(_) => StatusCode::BAD_REQUEST,
-        ManageError::Source(_) | ManageError::Log { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    let (status, code) = match &error {
+        ManageError::Edit(EditError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+        ManageError::Edit(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        ManageError::Source(_) | ManageError::Log { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
     };
     let problems = match &error {
         ManageError::Edit(EditError::Invalid { problems, .. }) => problems
@@ -261,7 +275,7 @@ fn error_response(error: ManageError) -> Response {
     };
     (
         status,
-        axum::Json(json!({"error": error.to_string(), "problems": problems})),
+        axum::Json(json!({"error": error.to_string(), "code": code, "problems": problems})),
     )
         .into_response()
 }
@@ -269,7 +283,7 @@ fn error_response(error: ManageError) -> Response {
 fn not_loaded() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({"error": "flags are not loaded yet"})),
+        axum::Json(json!({"error": "flags are not loaded yet", "code": "unavailable"})),
     )
         .into_response()
 }
@@ -300,7 +314,9 @@ async fn get_flag(State(m): State<Manager>, Path(key): Path<String>) -> Response
         Some(flag) => axum::Json(flag.clone()).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            axum::Json(json!({"error": format!("flag `{key}` does not exist")})),
+            axum::Json(
+                json!({"error": format!("flag `{key}` does not exist"), "code": "not_found"}),
+            ),
         )
             .into_response(),
     }
@@ -442,9 +458,17 @@ async fn stale_report(
     }
 }
 
+async fn metrics(State(m): State<Manager>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics_text(&m),
+    )
+        .into_response()
+}
+
 /// Prometheus text exposition: the stale report as a gauge per flag, and
 /// when each flag was last evaluated.
-async fn metrics(State(m): State<Manager>) -> Response {
+pub fn metrics_text(m: &Manager) -> String {
     let now = clock::unix_now();
     let mut out = String::new();
     out.push_str("# HELP backout_flag_stale Whether a flag is stale technical debt (1) per the 7-day report.\n");
@@ -480,7 +504,7 @@ async fn metrics(State(m): State<Manager>) -> Response {
             u8::from(s.is_stale())
         ));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    out
 }
 
 fn escape_label(value: &str) -> String {
