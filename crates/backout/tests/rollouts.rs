@@ -531,3 +531,64 @@ fn a_wedged_replica_is_restarted_when_its_liveness_probe_fails() {
     // back-off held its restart to 5 s after the first one.
     assert!(restarts[1] - restarts[0] >= 5_000, "{restarts:?}");
 }
+
+#[test]
+fn the_judge_takes_up_its_evidence_again_after_a_crash() {
+    let port = free_port();
+    let mut up = Up::start(
+        &spec(
+            port,
+            "[{set_weight: 50}, {pause: {}}, {set_weight: 100}]",
+            "",
+        ),
+        port,
+    );
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--latency 1ms",
+    ]);
+    up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+    let load = Load::start(port);
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v2",
+        "--artifact=--latency 1ms",
+    ]);
+    let samples = |s: &Json| {
+        s["decision"]["checks"][0]["canary_samples"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // Past a checkpoint (every 5 judged seconds) with evidence in it.
+    let before = up.wait_for("evidence on v2", 60, |s| {
+        samples(s) > 0 && s["decision"]["t"].as_f64().is_some_and(|t| t >= 12.0)
+    });
+    let seen = samples(&before);
+    up.kill();
+    up.launch();
+    // The first decision after the restart already counts what the judge
+    // had seen: it did not start from nothing.
+    let after = up.wait_for("a decision after the restart", 60, |s| {
+        !s["decision"].is_null()
+    });
+    drop(load);
+    assert_eq!(after["state"]["rollout"]["version"], "v2", "{after:#}");
+    assert!(
+        samples(&after) * 2 >= seen,
+        "the judge lost its evidence: {} canary samples before, {} after",
+        seen,
+        samples(&after)
+    );
+    assert!(
+        up.log().contains("resuming the judge's evidence"),
+        "{}",
+        up.log()
+    );
+}

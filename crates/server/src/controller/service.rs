@@ -19,7 +19,7 @@ use backout_rollout::{
     ServiceState,
 };
 use backout_spec::{PoolSpec, ServiceSpec};
-use backout_store::{EventLog, NewEvent, SqliteStore, StoredEvent};
+use backout_store::{EventLog, NewEvent, Snapshots, SqliteStore, StoredEvent};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,9 @@ const DEPLOY_RETRY_MS: i64 = 5_000;
 /// After a rollback with no traffic at all, how long before the service
 /// counts as recovered.
 const QUIET_RECOVERY_MS: i64 = 10_000;
+/// How often the judge's evidence is saved, in judged seconds: a restart
+/// of backout resumes the analysis from there instead of from nothing.
+const JUDGE_CHECKPOINT_TICKS: u64 = 5;
 
 /// A request to change a service, as the API makes it.
 #[derive(Debug, Clone)]
@@ -127,6 +130,7 @@ enum DriverDone {
 }
 
 /// The judge running on the current rollout.
+#[derive(Serialize, serde::Deserialize)]
 struct Analysis {
     rollout_id: u64,
     judge: Judge,
@@ -267,10 +271,67 @@ impl ServiceActor {
             let fact = self.instances_event(&version, &[]);
             let _ = self.internal(Input::TornDown { version }, vec![fact]).await;
         }
+        self.resume_analysis().await;
         // The API serves as soon as this returns: it must show the folded
         // state, not the empty one the view started with.
         self.publish();
         Ok(folded)
+    }
+
+    /// The snapshot name the judge's evidence is kept under. Service names
+    /// start with a letter or digit, so it is nobody's service.
+    fn checkpoint_name(&self) -> String {
+        format!("@judge/{}", self.name)
+    }
+
+    /// Saves the judge's evidence (best effort: losing it only means a
+    /// restart judges from nothing, as the first start did).
+    async fn save_analysis(&self) {
+        let Some(a) = &self.analysis else { return };
+        let body = serde_json::json!({
+            "v": 1,
+            "config": serde_json::to_value(&self.spec.analysis).unwrap_or_default(),
+            "analysis": serde_json::to_value(a).unwrap_or_default(),
+        });
+        let (store, name, seq) = (Arc::clone(&self.store), self.checkpoint_name(), self.seq);
+        let saved =
+            tokio::task::spawn_blocking(move || store.save_snapshot(&name, seq, &body)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::debug!(service = %self.name, "cannot save the judge's evidence");
+        }
+    }
+
+    /// After a restart: takes up the current rollout's analysis where its
+    /// last checkpoint left it, if it was judged with the same config. The
+    /// e-processes go on from their saved wealth; the seconds missed while
+    /// backout was down are simply not observed, which keeps their bets
+    /// predictable and their guarantee intact.
+    async fn resume_analysis(&mut self) {
+        let Some(r) = &self.state.rollout else { return };
+        let rollout_id = r.id;
+        let (store, name) = (Arc::clone(&self.store), self.checkpoint_name());
+        let Ok(Ok(Some(snapshot))) =
+            tokio::task::spawn_blocking(move || store.latest_snapshot(&name)).await
+        else {
+            return;
+        };
+        let body = snapshot.body;
+        let config = serde_json::to_value(&self.spec.analysis).unwrap_or_default();
+        if body["v"] != 1 || body["config"] != config {
+            return;
+        }
+        match serde_json::from_value::<Analysis>(body["analysis"].clone()) {
+            Ok(a) if a.rollout_id == rollout_id => {
+                tracing::info!(service = %self.name, rollout = rollout_id, "resuming the judge's evidence from its checkpoint");
+                // Windows from before the restart are gone with the old
+                // proxy; feeding resumes from now.
+                let now = unix_ms();
+                let mut a = a;
+                a.fed_until_ms = a.fed_until_ms.max(now - now.rem_euclid(1000) - 1000);
+                self.analysis = Some(a);
+            }
+            _ => {}
+        }
     }
 
     pub(super) async fn run(
@@ -871,6 +932,7 @@ impl ServiceActor {
         a.baseline_errors += window.baseline.errors;
         let decision = a.judge.observe(&window);
         let started = a.started_ms;
+        let checkpoint = (((until - started) / 1000) as u64).is_multiple_of(JUDGE_CHECKPOINT_TICKS);
         let changed = last.as_ref().map(|l| l.verdict) != Some(decision.verdict);
         let fresh_promote = decision.verdict == Verdict::Promote
             && last.as_ref().is_none_or(|l| l.at_ms < step_started);
@@ -879,6 +941,9 @@ impl ServiceActor {
             self.recovery_baseline = Some(a.baseline_errors as f64 / a.baseline_requests as f64);
         }
         self.decision = Some(decision.clone());
+        if checkpoint {
+            self.save_analysis().await;
+        }
         if changed || fresh_promote {
             let fact = NewEvent::new(
                 &self.name,
