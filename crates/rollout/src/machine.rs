@@ -133,7 +133,18 @@ impl ServiceState {
                 Command::Rollback { to: None } => {
                     if let Some(r) = &self.rollout {
                         if r.phase == Phase::RollingBack {
-                            return Err(Rejection::conflict("a rollback is already in progress"));
+                            // A rollback still minding stable's capacity
+                            // can be forced: the big red button always
+                            // works. One that moved everything is done.
+                            let canary_has_traffic = self
+                                .route
+                                .as_ref()
+                                .is_some_and(|rt| rt.weight > Permille::ZERO);
+                            return if canary_has_traffic {
+                                Ok(())
+                            } else {
+                                Err(Rejection::conflict("a rollback is already in progress"))
+                            };
                         }
                         if r.baseline.is_none() {
                             return Err(Rejection::conflict(
@@ -185,6 +196,15 @@ impl ServiceState {
                     } else if r.phase == Phase::Deploying {
                         Err(Rejection::conflict(format!(
                             "{} is still starting; promote once it is ready",
+                            r.version
+                        )))
+                    } else if self
+                        .readiness
+                        .get(&r.version)
+                        .is_none_or(|(ready, _)| *ready == 0)
+                    {
+                        Err(Rejection::conflict(format!(
+                            "{} has no ready instance: promoting it would send users to nothing; wait for it, or roll back",
                             r.version
                         )))
                     } else {
@@ -452,7 +472,23 @@ impl ServiceState {
                 self.end_without_incident(now, RolloutOutcome::Aborted, &reason, policy, out);
             }
             Command::Rollback { to: None } => {
-                if self.rollout.is_some() {
+                let waiting = self
+                    .rollout
+                    .as_ref()
+                    .filter(|r| r.phase == Phase::RollingBack)
+                    .and_then(|r| r.rollback);
+                if let Some(record) = waiting {
+                    if let Some(rec) = self.rollbacks.get_mut(record) {
+                        rec.capacity.push_str(&format!(
+                            "; break-glass: {who} moved all traffic at once while it waited{why}"
+                        ));
+                    }
+                    out.push(notice(
+                        "break_glass",
+                        format!("{who} forced the rollback: all traffic to stable now{why}"),
+                    ));
+                    self.rollback_progress(now, true, policy, out);
+                } else if self.rollout.is_some() {
                     let reason = format!("rolled back by {who}{why}");
                     self.begin_rollback(
                         env,
@@ -1024,6 +1060,12 @@ impl ServiceState {
             return false;
         }
         if r.paused.is_some() {
+            return false;
+        }
+        if !(ready >= policy.strategy.replicas && total > 0) {
+            // Not a step further, least of all to 100%, while the canary
+            // is short of ready instances: the proxy sends its share to
+            // stable meanwhile, and the deadline above ends the wait.
             return false;
         }
         let Some(step) = policy.strategy.steps.get(r.step).cloned() else {

@@ -790,3 +790,178 @@ proptest! {
         prop_assert_eq!(&back, &w.state);
     }
 }
+
+/// Where a rollout can stand, each built from a stable v1 and a canary v2
+/// with the strategy `[{set_weight: 10}, STEP, {set_weight: 50}]`.
+fn situations() -> Vec<(&'static str, World)> {
+    let at = |step: &str| {
+        let mut w =
+            World::with_stable(&format!("[{{set_weight: 10}}, {step}, {{set_weight: 50}}]"));
+        w.send(Input::StartRollout {
+            version: "v2".into(),
+        });
+        w.ready("v2", 2);
+        w
+    };
+    let starting = {
+        let mut w = World::with_stable("[{set_weight: 10}, {pause: 30s}, {set_weight: 50}]");
+        w.send(Input::StartRollout {
+            version: "v2".into(),
+        });
+        w
+    };
+    let paused_by_judge = {
+        let mut w = at("{analysis: {duration: 1m}}");
+        w.verdict(Verdict::Pause);
+        w
+    };
+    let paused_by_human = {
+        let mut w = at("{pause: 30s}");
+        w.cmd(Command::Pause);
+        w
+    };
+    let canary_unready = {
+        let mut w = at("{pause: 30s}");
+        w.ready("v2", 0);
+        w
+    };
+    let rolling_back = {
+        // Stable short of a replica: the rollback waits for capacity.
+        let mut w = at("{pause: 30s}");
+        w.policy.rollback.capacity = CapacityMode::ScaleFirst;
+        w.ready("v1", 1);
+        w.verdict(Verdict::Rollback);
+        w
+    };
+    vec![
+        ("canary starting", starting),
+        ("at {pause: 30s}", at("{pause: 30s}")),
+        ("at {pause: {}}", at("{pause: {}}")),
+        ("at approve", at("approve")),
+        ("at {analysis: 1m}", at("{analysis: {duration: 1m}}")),
+        (
+            "at {match: header}",
+            // A match step passes at once; the rollout waits at the pause
+            // after it, with the rule in force.
+            at("{match: {header: x-employee, equals: 'true'}}, {pause: 30s}"),
+        ),
+        ("at {pause: 30s}, canary unready", canary_unready),
+        ("paused by the judge", paused_by_judge),
+        ("paused by a human", paused_by_human),
+        ("rolling back, short of capacity", rolling_back),
+    ]
+}
+
+/// Every input the controller or a human can send.
+fn inputs(now: i64) -> Vec<(&'static str, i64, Input)> {
+    let verdict = |v| Input::Verdict {
+        verdict: v,
+        reason: "because".into(),
+        onset_ms: Some(now - 5_000),
+    };
+    let cmd = Input::Command;
+    vec![
+        ("tick +1s", 1, Input::Tick),
+        ("tick +61s", 61, Input::Tick),
+        (
+            "canary unready",
+            0,
+            Input::Readiness {
+                version: "v2".into(),
+                ready: 0,
+                total: 2,
+            },
+        ),
+        (
+            "stable whole",
+            0,
+            Input::Readiness {
+                version: "v1".into(),
+                ready: 2,
+                total: 2,
+            },
+        ),
+        (
+            "deploy failed",
+            0,
+            Input::DeployFailed {
+                version: "v2".into(),
+                error: "exit 1".into(),
+            },
+        ),
+        ("insufficient", 0, verdict(Verdict::Insufficient)),
+        ("continue", 0, verdict(Verdict::Continue)),
+        ("pause verdict", 0, verdict(Verdict::Pause)),
+        ("rollback verdict", 0, verdict(Verdict::Rollback)),
+        ("promote verdict", 0, verdict(Verdict::Promote)),
+        ("approve", 0, cmd(Command::Approve)),
+        ("pause", 0, cmd(Command::Pause)),
+        ("resume", 0, cmd(Command::Resume)),
+        ("abort", 0, cmd(Command::Abort)),
+        ("rollback", 0, cmd(Command::Rollback { to: None })),
+        ("promote", 0, cmd(Command::Promote { full: false })),
+        ("promote --full", 0, cmd(Command::Promote { full: true })),
+    ]
+}
+
+/// One line: where the rollout stands and the route it wants.
+fn where_it_stands(w: &World) -> String {
+    let route = match w.state.desired_route() {
+        Some(r) => format!(
+            "{}{}{}",
+            r.stable,
+            r.canary.as_ref().map_or(String::new(), |c| format!(
+                "+{c}@{}%",
+                r.weight.as_percent()
+            )),
+            if r.rules.is_empty() { "" } else { " (rule)" }
+        ),
+        None => "-".into(),
+    };
+    match &w.state.rollout {
+        None => format!(
+            "done, stable {}, route {route}",
+            w.state.stable.as_deref().unwrap_or("-")
+        ),
+        Some(r) => format!(
+            "{:?} step {}{}, route {route}",
+            r.phase,
+            r.step,
+            r.paused
+                .as_ref()
+                .map_or(String::new(), |p| format!(" paused ({:?})", p.kind)),
+        ),
+    }
+}
+
+/// The table: every situation × every input, with what comes of it
+/// (refused with its code, or the new standing and the actions). Read it
+/// as the state machine's specification; the snapshot makes every change
+/// to it visible in review.
+#[test]
+fn every_situation_times_every_input() {
+    let mut table = String::new();
+    for (situation, world) in situations() {
+        table.push_str(&format!("## {situation}: {}\n", where_it_stands(&world)));
+        for (name, secs, input) in inputs(world.now) {
+            let mut w = World {
+                state: world.state.clone(),
+                policy: world.policy.clone(),
+                now: world.now + secs * 1000,
+            };
+            let line = match w.state.check(&input, &w.policy) {
+                Err(r) => format!("refused ({})", r.code),
+                Ok(()) => {
+                    let actions = kinds(&w.send(input));
+                    // Whatever happened, the state stays sound.
+                    if let Err(e) = sound(&w.state) {
+                        panic!("{situation} / {name}: {e}");
+                    }
+                    format!("{} {:?}", where_it_stands(&w), actions)
+                }
+            };
+            table.push_str(&format!("{name:>16}: {line}\n"));
+        }
+    }
+    insta::assert_snapshot!(table);
+}
