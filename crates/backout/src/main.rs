@@ -77,6 +77,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
@@ -109,4 +110,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `backout events | head` closes the pipe early. Rust ignores SIGPIPE, so
+/// `println!` panics instead of the process ending quietly the way Unix
+/// tools do; this ends it quietly, with the status a shell reports for a
+/// process stopped by SIGPIPE. Every other panic is reported as usual.
+fn quiet_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }

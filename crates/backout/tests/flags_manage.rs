@@ -241,3 +241,45 @@ fn file_mode_list_set_delete_and_stale() {
         "{history}"
     );
 }
+
+/// `backout flag list | head -1`: the closed pipe ends the command quietly,
+/// as it ends any Unix tool, instead of a panic on stderr.
+#[test]
+fn a_reader_that_stops_early_ends_the_listing_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    let many: serde_json::Map<String, Json> = (0..20_000)
+        .map(|i| {
+            (
+                format!("flag-{i}"),
+                json!({"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}),
+            )
+        })
+        .collect();
+    std::fs::write(&file, json!({ "flags": many }).to_string()).unwrap();
+    let mut child = Command::new(support::BIN)
+        .args(["flag", "list", "-f"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone: the rest of the listing has nowhere to go.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.is_empty());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.code() == Some(141) || out.status.signal().is_some(),
+        "{:?} {stderr}",
+        out.status
+    );
+}

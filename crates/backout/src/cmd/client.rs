@@ -661,12 +661,17 @@ pub fn describe_event(e: &Json) -> String {
     let body = &e["body"];
     let what = match kind {
         "action.notify" => body["message"].as_str().unwrap_or_default().to_string(),
-        "action.set_route" => format!(
-            "route: {} / {} {:.1}%",
-            body["stable"].as_str().unwrap_or_default(),
-            body["canary"].as_str().unwrap_or("-"),
-            body["weight"].as_f64().unwrap_or(0.0)
-        ),
+        "action.set_route" => match body["canary"].as_str() {
+            Some(canary) => format!(
+                "route: {} / {canary} {:.1}%",
+                body["stable"].as_str().unwrap_or_default(),
+                body["weight"].as_f64().unwrap_or(0.0)
+            ),
+            None => format!(
+                "route: all to {}",
+                body["stable"].as_str().unwrap_or_default()
+            ),
+        },
         "input.verdict" => format!(
             "judge: {} — {}",
             body["verdict"].as_str().unwrap_or_default(),
