@@ -104,13 +104,7 @@ fn flags_are_served_changed_and_logged_by_backout_up() {
     let operator = tokens[2].1.clone();
 
     // A rollout event before the flag change.
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v1", "--latency 1ms");
 
     // A real OpenFeature client, with an app's viewer token.
     if let Some(r) = python_evaluates(&up, &viewer) {

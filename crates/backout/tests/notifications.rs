@@ -8,7 +8,7 @@ mod harness;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 
-use harness::{Up, free_port, no_rollout, spec, stable};
+use harness::{Up, free_port, no_rollout, spec};
 use serde_json::Value as Json;
 
 /// A webhook receiver on loopback: collects every JSON body POSTed to it.
@@ -50,23 +50,8 @@ fn rollbacks_are_announced_and_turning_automation_off_is_audited() {
         "notifications:\n  - {{webhook: \"http://127.0.0.1:{hook}/hook\", events: [rollback, promoted]}}\n"
     );
     let up = Up::start(&spec(port, "[{set_weight: 50}, {pause: {}}]", &extra), port);
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
-    up.wait_for("v1 stable", 30, |s| {
-        stable(s) == Some("v1") && no_rollout(s)
-    });
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v2",
-        "--artifact=--latency 1ms",
-    ]);
+    up.first_release("v1");
+    up.release("v2", "--latency 1ms");
     up.wait_for("v2 at the pause", 30, |s| {
         s["state"]["rollout"]["step"] == 1
     });

@@ -35,16 +35,7 @@ fn a_good_release_is_promoted_and_a_bad_one_rolled_back_by_itself() {
         ),
         port,
     );
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
-    up.wait_for("v1 stable", 30, |s| {
-        stable(s) == Some("v1") && no_rollout(s)
-    });
+    up.first_release("v1");
     // Known good once it has soaked; a rollout started earlier would cut
     // the soak short and leave it unproven.
     up.wait_for("v1 known good", 20, |_| {
@@ -53,13 +44,7 @@ fn a_good_release_is_promoted_and_a_bad_one_rolled_back_by_itself() {
     let load = Load::start(port);
 
     // A healthy canary goes all the way.
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v2",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v2", "--latency 1ms");
     let s = up.wait_for("v2 promoted", 60, |s| {
         stable(s) == Some("v2") && no_rollout(s)
     });
@@ -71,13 +56,7 @@ fn a_good_release_is_promoted_and_a_bad_one_rolled_back_by_itself() {
     up.wait_for("v1 torn down", 20, |s| s["instances"].get("v1").is_none());
 
     // A canary that fails 30% of its requests is rolled back by the judge.
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v3",
-        "--artifact=--error-rate 0.3 --latency 1ms",
-    ]);
+    up.release("v3", "--error-rate 0.3 --latency 1ms");
     let s = up.wait_for("v3 rolled back", 60, |s| {
         no_rollout(s) && !rollbacks(s).is_empty()
     });
@@ -163,24 +142,9 @@ fn humans_approve_pause_resume_roll_back_abort_and_promote() {
     assert!(err.contains("409"), "{err}");
     assert!(up.events().is_empty());
 
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
-    up.wait_for("v1 stable", 30, |s| {
-        stable(s) == Some("v1") && no_rollout(s)
-    });
+    up.first_release("v1");
 
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v2",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v2", "--latency 1ms");
     let s = up.wait_for("v2 at the approve gate", 30, |s| {
         s["state"]["rollout"]["step"] == 1
     });
@@ -204,13 +168,7 @@ fn humans_approve_pause_resume_roll_back_abort_and_promote() {
     up.wait_for("v1 alone", 20, |s| no_rollout(s) && stable(s) == Some("v1"));
 
     // Pause and resume hold and release a rollout; promote --full ends it.
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v3",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v3", "--latency 1ms");
     up.wait_for("v3 at the gate", 30, |s| s["state"]["rollout"]["step"] == 1);
     up.ok(&["pause", "shop", "--reason", "lunch"]);
     let s = up.status();
@@ -230,13 +188,7 @@ fn humans_approve_pause_resume_roll_back_abort_and_promote() {
     });
 
     // Abort: back to stable, not an incident.
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v4",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v4", "--latency 1ms");
     up.wait_for("v4 at the gate", 30, |s| s["state"]["rollout"]["step"] == 1);
     up.ok(&["abort", "shop", "--reason", "wrong branch"]);
     let s = up.wait_for("v4 aborted", 20, no_rollout);
@@ -256,16 +208,7 @@ fn the_progress_deadline_ends_a_release_that_never_gets_ready() {
     let text = spec(port, "[{set_weight: 50}]", "")
         .replace("progress_deadline: 20s", "progress_deadline: 3s");
     let up = Up::start(&text, port);
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
-    up.wait_for("v1 stable", 30, |s| {
-        stable(s) == Some("v1") && no_rollout(s)
-    });
+    up.first_release("v1");
     up.ok(&["release", "shop", "--version", "v2", "--artifact=--unready"]);
     let s = up.wait_for("v2 given up on", 30, |s| {
         no_rollout(s)
@@ -353,13 +296,7 @@ fn an_automatic_rollback_scales_a_short_stable_first() {
         "    stop_timeout: 2s\n    replicas: 2\n    restart: {backoff: 60s, max_backoff: 60s}\n",
     );
     let up = Up::start(&text, port);
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v1", "--latency 1ms");
     let s = up.wait_for("v1 stable on two replicas", 30, |s| {
         stable(s) == Some("v1") && no_rollout(s) && s["state"]["readiness"]["v1"] == json!([2, 2])
     });
@@ -378,13 +315,7 @@ fn an_automatic_rollback_scales_a_short_stable_first() {
     // A bad canary under load: the judge rolls it back while stable has
     // half its capacity.
     let load = Load::start(port);
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v2",
-        "--artifact=--error-rate 0.3 --latency 1ms",
-    ]);
+    up.release("v2", "--error-rate 0.3 --latency 1ms");
     let s = up.wait_for("v2 rolled back", 90, |s| {
         no_rollout(s) && !rollbacks(s).is_empty()
     });
@@ -460,13 +391,7 @@ fn a_wedged_replica_is_restarted_when_its_liveness_probe_fails() {
             "    stop_timeout: 2s\n    restart: {backoff: 5s, max_backoff: 60s}\n",
         );
     let up = Up::start(&text, port);
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--wedge-after 3s",
-    ]);
+    up.release("v1", "--wedge-after 3s");
     let s = up.wait_for("v1 stable", 30, |s| {
         stable(s) == Some("v1") && no_rollout(s)
     });
@@ -543,24 +468,9 @@ fn the_judge_takes_up_its_evidence_again_after_a_crash() {
         ),
         port,
     );
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v1",
-        "--artifact=--latency 1ms",
-    ]);
-    up.wait_for("v1 stable", 30, |s| {
-        stable(s) == Some("v1") && no_rollout(s)
-    });
+    up.first_release("v1");
     let load = Load::start(port);
-    up.ok(&[
-        "release",
-        "shop",
-        "--version",
-        "v2",
-        "--artifact=--latency 1ms",
-    ]);
+    up.release("v2", "--latency 1ms");
     let samples = |s: &Json| {
         s["decision"]["checks"][0]["canary_samples"]
             .as_u64()

@@ -193,6 +193,26 @@ impl Up {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `backout release shop --version VERSION --artifact=ARTIFACT` (the
+    /// artifact is the demo app's behaviour), which starts its rollout.
+    pub fn release(&self, version: &str, artifact: &str) -> String {
+        self.ok(&[
+            "release",
+            "shop",
+            "--version",
+            version,
+            &format!("--artifact={artifact}"),
+        ])
+    }
+
+    /// The first release, healthy, waited for until it is stable.
+    pub fn first_release(&self, version: &str) -> Json {
+        self.release(version, "--latency 1ms");
+        self.wait_for(&format!("{version} stable"), 30, |s| {
+            stable(s) == Some(version) && no_rollout(s)
+        })
+    }
+
     pub fn status(&self) -> Json {
         serde_json::from_str(&self.ok(&["status", "shop", "-o", "json"])).unwrap()
     }
