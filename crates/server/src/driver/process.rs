@@ -287,30 +287,16 @@ impl Driver for ProcessDriver {
         let lock = self.shared.op_lock(&key);
         let _guard = lock.lock().await;
         let req = self.shared.record_request(req)?;
+        // The replicas the log recorded that still run, then those only
+        // the run records name: started just before the crash, before the
+        // caller could record them.
+        let from_log = recorded
+            .iter()
+            .filter(|i| i.service == req.service && i.version == req.version && still_runs(i))
+            .cloned();
+        let from_run_records = self.shared.recorded_alive(&req.service, &req.version);
         let mut adopted = Vec::new();
-        for inst in recorded {
-            if inst.service != req.service || inst.version != req.version {
-                continue;
-            }
-            let known = self
-                .shared
-                .lock()
-                .versions
-                .get(&key)
-                .is_some_and(|v| v.replicas.contains_key(&inst.replica));
-            if known || !still_runs(inst) {
-                continue;
-            }
-            let Some(port) = inst.endpoint.authority().port_u16() else {
-                continue;
-            };
-            self.shared.lock().ports.insert(port);
-            self.supervise(&key, &req, Running::adopted(inst.clone()));
-            adopted.push(inst.clone());
-        }
-        // Replicas started just before the crash, before the caller could
-        // record them.
-        for inst in self.shared.recorded_alive(&req.service, &req.version) {
+        for inst in from_log.chain(from_run_records) {
             let known = self
                 .shared
                 .lock()
