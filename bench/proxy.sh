@@ -28,7 +28,7 @@ need wrk wrk
 ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -q -p backout
-BACKOUT=target/release/backout
+BACKOUT=${CARGO_TARGET_DIR:-target}/release/backout
 
 UP1=19101 UP2=19102 NGINX=19180 BACKOUT_PORT=19181 ADMIN=19190
 

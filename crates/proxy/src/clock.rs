@@ -9,9 +9,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Monotonic milliseconds since the process first asked. Used for
 /// back-offs and cool-downs, which must not jump with the wall clock.
 pub fn mono_ms() -> u64 {
+    mono_ms_at(Instant::now())
+}
+
+/// [`mono_ms`] for an instant already read, so a caller that needs both an
+/// `Instant` and the milliseconds reads the clock once.
+pub fn mono_ms_at(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = *START.get_or_init(Instant::now);
-    start.elapsed().as_millis() as u64
+    at.saturating_duration_since(start).as_millis() as u64
 }
 
 /// A monotonic instant, for measuring request latency.

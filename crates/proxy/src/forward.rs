@@ -27,14 +27,33 @@ static X_BACKOUT_ERROR: HeaderName = HeaderName::from_static("x-backout-error");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// What every request on one client connection shares, built once when
+/// the connection is accepted: the services on its listener and the
+/// client's address, already formatted for `X-Forwarded-For`.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) index: Arc<ServiceIndex>,
+    pub(crate) addr: SocketAddr,
+    /// `addr`'s IP as text. Formatting an address costs more than the rest
+    /// of the header rewriting, so it is done once per connection.
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub(crate) fn new(index: Arc<ServiceIndex>, addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { index, addr, ip }
+    }
+}
+
 /// Entry point for every request on a data-plane listener.
 pub(crate) async fn handle(
-    index: Arc<ServiceIndex>,
+    peer: Arc<Peer>,
     req: Request<Incoming>,
-    client: SocketAddr,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     let host = request_host(&req);
-    let Some(service) = index.find(host, req.uri().path()).cloned() else {
+    let Some(service) = peer.index.find(host, req.uri().path()).cloned() else {
         let msg = format!(
             "backout: no service matches host {:?} and path {:?}\n",
             host.unwrap_or(""),
@@ -42,7 +61,7 @@ pub(crate) async fn handle(
         );
         return Ok(local(StatusCode::NOT_FOUND, "no-service", msg));
     };
-    Ok(forward(&service, req, client).await)
+    Ok(forward(&service, req, &peer).await)
 }
 
 /// Headers and cookies as the routing core sees them.
@@ -69,24 +88,20 @@ fn cookie_in<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn forward(
     service: &Service,
     mut req: Request<Incoming>,
-    client: SocketAddr,
+    peer: &Peer,
 ) -> Response<ResponseBody> {
     let started = clock::instant();
-    let now_ms = clock::mono_ms();
+    let now_ms = clock::mono_ms_at(started);
 
     // Route: one atomic load; the chosen pool is kept for this request's
     // whole life whatever switches happen meanwhile.
     let (pool, target, stable) = {
         let route = service.route_guard();
-        let ip;
         let key: Option<&[u8]> = match &service.sticky {
             None => None,
             Some(StickyKey::Header(h)) => req.headers().get(h.as_str()).map(HeaderValue::as_bytes),
             Some(StickyKey::Cookie(c)) => cookie_in(req.headers(), c).map(str::as_bytes),
-            Some(StickyKey::ClientAddr) => {
-                ip = client.ip().to_string();
-                Some(ip.as_bytes())
-            }
+            Some(StickyKey::ClientAddr) => Some(peer.ip.as_bytes()),
         };
         let (Some(table), Some(stable)) = (&route.table, &route.stable) else {
             return local(
@@ -131,8 +146,8 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     let original_host = request_host_value(&parts.uri, &parts.headers);
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarded(&mut parts.headers, client, original_host.as_ref());
-    let uri = match upstream_uri(service, &parts.uri, &admitted.endpoint.uri_base) {
+    add_forwarded(&mut parts.headers, &peer.ip, original_host.as_ref());
+    let uri = match upstream_uri(service, &parts.uri) {
         Ok(u) => u,
         Err(e) => {
             admitted.abandon();
@@ -149,10 +164,14 @@ async fn forward(
     match pool.spec.protocol {
         backout_spec::Protocol::Http1 => {
             parts.version = Version::HTTP_11;
-            if !parts.headers.contains_key(header::HOST)
-                && let Some(h) = original_host
-            {
-                parts.headers.insert(header::HOST, h);
+            if !parts.headers.contains_key(header::HOST) {
+                // An HTTP/1.0 client may send no Host; HTTP/1.1 needs one,
+                // and the endpoint's own is the one it would expect.
+                let host = original_host
+                    .or_else(|| HeaderValue::from_str(admitted.endpoint.uri_base.as_str()).ok());
+                if let Some(h) = host {
+                    parts.headers.insert(header::HOST, h);
+                }
             }
         }
         backout_spec::Protocol::H2c => {
@@ -166,10 +185,10 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, body);
 
     let timeout = service.spec.timeouts.request.get();
-    let result = tokio::time::timeout(timeout, pool.client().request(upstream_req)).await;
+    let result = tokio::time::timeout(timeout, pool.send(&admitted.endpoint, upstream_req)).await;
     let endpoint = Arc::clone(&admitted.endpoint);
-    let mut resp = match result {
-        Ok(Ok(resp)) => resp,
+    let (mut resp, lent) = match result {
+        Ok(Ok(sent)) => sent,
         Ok(Err(e)) if broken.load(Ordering::Relaxed) => {
             // The client's body broke; whatever the upstream made of it is
             // not the version's fault.
@@ -184,7 +203,7 @@ async fn forward(
             );
         }
         Ok(Err(e)) => {
-            let kind = classify(&e);
+            let kind = e.failure();
             return upstream_failed(
                 service,
                 admitted,
@@ -233,9 +252,11 @@ async fn forward(
         status == StatusCode::SWITCHING_PROTOCOLS,
     );
     tag_version(service, &pool.name, &mut parts.headers);
-    let completion = Completion::new(admitted, started, status.as_u16());
+    let mut completion = Completion::new(admitted, started, status.as_u16(), lent);
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        // The tunnel lives on outside the request; the request itself is done.
+        // The tunnel lives on outside the request; the request itself is
+        // done, and its upstream connection now belongs to the tunnel.
+        drop(completion.keep_connection());
         completion.succeeded();
         drop(body);
         return Response::from_parts(parts, ResponseBody::empty());
@@ -369,30 +390,6 @@ pub(crate) fn local(status: StatusCode, reason: &str, body: String) -> Response<
     resp
 }
 
-/// Connect failures and timeouts by their I/O error kind; everything else
-/// that broke the exchange is a reset.
-fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::TimedOut => return UpstreamFailure::Timeout,
-                std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::AddrNotAvailable
-                | std::io::ErrorKind::HostUnreachable
-                | std::io::ErrorKind::NetworkUnreachable => return UpstreamFailure::Connect,
-                _ => {}
-            }
-        }
-        source = err.source();
-    }
-    if e.is_connect() {
-        UpstreamFailure::Connect
-    } else {
-        UpstreamFailure::Reset
-    }
-}
-
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
@@ -416,44 +413,65 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any the
 /// `Connection` header names. An upgrade keeps `Connection: upgrade` and
 /// `Upgrade`, which must reach the other side.
+///
+/// One pass over the names that are present, rather than a hash lookup for
+/// every name that might be: a request usually has a handful of headers and
+/// none of these, and this runs twice per request.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(upgrade && n == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    {
+        let named: Vec<&str> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        for name in headers.keys() {
+            let kept_for_upgrade =
+                upgrade && (name == header::UPGRADE || name == header::CONNECTION);
+            let hop =
+                is_hop_by_hop(name) || named.iter().any(|t| name.as_str().eq_ignore_ascii_case(t));
+            if hop && !kept_for_upgrade {
+                doomed.push(name.clone());
+            }
+        }
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-    ] {
+    for name in doomed {
         headers.remove(name);
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
 }
 
-fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: Option<&HeaderValue>) {
-    let ip = client.ip().to_string();
+/// The hop-by-hop headers every proxy removes, whether or not `Connection`
+/// names them.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Adds `X-Forwarded-For` (appending to one set by a proxy in front),
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`. `client_ip` is the client's
+/// address as a header value, formatted once per connection.
+fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
+        Some(prior) if !prior.trim().is_empty() => client_ip
+            .to_str()
+            .ok()
+            .and_then(|ip| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
+        _ => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     // Keep a scheme set by a TLS terminator in front of us.
@@ -476,14 +494,11 @@ fn request_host_value(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// The upstream URI: the endpoint's authority and the request's path and
-/// query, with the service's prefix removed when it asks for that. Built
-/// from parts so the common case copies no bytes.
-fn upstream_uri(
-    service: &Service,
-    uri: &Uri,
-    endpoint: &http::uri::Authority,
-) -> Result<Uri, http::Error> {
+/// The request target sent upstream: the request's path and query, with
+/// the service's prefix removed when it asks for that. HTTP/1.1 sends it in
+/// origin form as it is; the pool adds the endpoint's authority for
+/// HTTP/2. The common case copies no bytes.
+fn upstream_uri(service: &Service, uri: &Uri) -> Result<Uri, http::Error> {
     let pq = match (&service.spec.path_prefix, service.spec.strip_prefix) {
         (Some(prefix), true) if prefix_match(prefix, uri.path()) => {
             let full = uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -500,11 +515,7 @@ fn upstream_uri(
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(endpoint.clone());
-    parts.path_and_query = Some(pq);
-    Ok(Uri::from_parts(parts)?)
+    Ok(Uri::from(pq))
 }
 
 #[cfg(test)]
@@ -577,11 +588,11 @@ mod tests {
 
     #[test]
     fn forwarded_headers() {
-        let client: SocketAddr = "10.0.0.7:5555".parse().unwrap();
+        let client = HeaderValue::from_static("10.0.0.7");
         let mut h = headers(&[]);
         add_forwarded(
             &mut h,
-            client,
+            &client,
             Some(&HeaderValue::from_static("shop.example:8080")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
@@ -591,7 +602,7 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarded(&mut h, client, None);
+        add_forwarded(&mut h, &client, None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -26,6 +26,7 @@ pub mod probe;
 mod prober;
 pub mod router;
 pub mod service;
+mod upstream;
 pub mod window;
 pub mod worker;
 

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use backout_spec::{EndpointUrl, PoolSpec, Protocol, TimeoutsSpec};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -17,6 +19,7 @@ use crate::breaker::{Admission, Breaker, BreakerState, Transition};
 use crate::endpoint::{Endpoint, EndpointStatus};
 use crate::events::{EventKind, EventLog};
 use crate::metrics::{Metrics, Quantiles, VersionMetrics};
+use crate::upstream;
 
 pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
 
@@ -29,9 +32,14 @@ pub struct Pool {
     /// endpoints that stay keep their health history.
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     endpoint_gauges: prometheus::IntGaugeVec,
-    /// One client per data-plane worker (connections stay on the thread
-    /// that made them), plus one for any other thread.
+    /// HTTP/2 pools: one hyper-util client per data-plane worker
+    /// (connections stay on the thread that made them), plus one for any
+    /// other thread. Empty for HTTP/1.1 pools.
     clients: Vec<UpstreamClient>,
+    /// HTTP/1.1 pools: idle keep-alive connections, one list per worker
+    /// plus one for any other thread.
+    idle: Vec<upstream::Idle>,
+    connect_timeout: std::time::Duration,
     breaker: Mutex<Breaker>,
     in_flight: AtomicU32,
     pub metrics: VersionMetrics,
@@ -149,10 +157,10 @@ fn upstream_client(spec: &PoolSpec, timeouts: &TimeoutsSpec) -> UpstreamClient {
     builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_idle_timeout(std::time::Duration::from_millis(upstream::IDLE_TIMEOUT_MS))
         // Per worker and endpoint; bursts beyond this reconnect rather than
         // keep thousands of idle upstream connections (and their buffers).
-        .pool_max_idle_per_host(128)
+        .pool_max_idle_per_host(upstream::MAX_IDLE_PER_ENDPOINT)
         .http2_only(spec.protocol == Protocol::H2c);
     builder.build(connector)
 }
@@ -185,9 +193,13 @@ impl Pool {
             .iter()
             .map(|url| new_endpoint(&metrics.endpoint_serving, service, name, url, &spec))
             .collect();
-        let clients = (0..=workers)
-            .map(|_| upstream_client(&spec, timeouts))
-            .collect();
+        let clients = match spec.protocol {
+            Protocol::H2c => (0..=workers)
+                .map(|_| upstream_client(&spec, timeouts))
+                .collect(),
+            Protocol::Http1 => Vec::new(),
+        };
+        let idle = (0..=workers).map(|_| upstream::Idle::default()).collect();
         let states = [
             BreakerState::Closed,
             BreakerState::Open,
@@ -216,6 +228,8 @@ impl Pool {
             endpoints: ArcSwap::from_pointee(endpoints),
             endpoint_gauges: metrics.endpoint_serving.clone(),
             clients,
+            idle,
+            connect_timeout: timeouts.connect.get(),
             in_flight: AtomicU32::new(0),
             breaker_state_gauges,
             spec,
@@ -223,10 +237,75 @@ impl Pool {
         }
     }
 
-    /// The client for the calling thread.
-    pub(crate) fn client(&self) -> &UpstreamClient {
-        let last = self.clients.len() - 1;
-        &self.clients[crate::worker::current().map_or(last, |w| w.min(last))]
+    /// The calling thread's slot in the per-worker client state.
+    fn slot(&self) -> usize {
+        let last = self.idle.len() - 1;
+        crate::worker::current().map_or(last, |w| w.min(last))
+    }
+
+    /// One worker's idle HTTP/1.1 connections.
+    pub(crate) fn idle(&self, worker: usize) -> &upstream::Idle {
+        let last = self.idle.len() - 1;
+        &self.idle[worker.min(last)]
+    }
+
+    /// Sends a request to `endpoint`. `req` carries the path and query
+    /// only: an HTTP/1.1 request goes out in origin form as it is, and an
+    /// HTTP/2 request gets the endpoint's authority added. An HTTP/1.1
+    /// connection is lent to the request and comes back to the pool when
+    /// its response has been passed on whole ([`Pool::give_back`]).
+    pub(crate) async fn send(
+        &self,
+        endpoint: &Endpoint,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<upstream::Lent>), upstream::SendError> {
+        let worker = self.slot();
+        match self.spec.protocol {
+            Protocol::Http1 => {
+                let (resp, sender) = upstream::send(
+                    &self.idle[worker],
+                    &endpoint.uri_base,
+                    self.connect_timeout,
+                    req,
+                )
+                .await?;
+                let lent = upstream::Lent {
+                    sender,
+                    endpoint: endpoint.uri_base.clone(),
+                    worker,
+                };
+                Ok((resp, Some(lent)))
+            }
+            Protocol::H2c => {
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(http::uri::Scheme::HTTP);
+                parts.authority = Some(endpoint.uri_base.clone());
+                parts.path_and_query = req.uri().path_and_query().cloned();
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+                let resp = self.clients[worker]
+                    .request(req)
+                    .await
+                    .map_err(upstream::SendError::Pooled)?;
+                Ok((resp, None))
+            }
+        }
+    }
+
+    /// Takes back a connection whose exchange is complete.
+    pub(crate) fn give_back(self: &Arc<Self>, lent: upstream::Lent, now_ms: u64) {
+        if self
+            .idle(lent.worker)
+            .put(&lent.endpoint, lent.sender, now_ms)
+        {
+            upstream::spawn_reaper(Arc::downgrade(self), lent.worker);
+        }
+    }
+
+    /// Idle HTTP/1.1 connections over all workers.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.iter().map(upstream::Idle::len).sum()
     }
 
     /// The endpoints now.
