@@ -158,7 +158,8 @@ pub(super) struct ServiceActor {
     in_flight: BTreeSet<String>,
     deploy_failed_ms: BTreeMap<String, i64>,
     analysis: Option<Analysis>,
-    decision: Option<Decision>,
+    /// The judge's last decision and the rollout it was about.
+    decision: Option<(u64, Decision)>,
     /// Stable's error rate before the last rollback, for the verify phase.
     recovery_baseline: Option<f64>,
     /// Instances whose liveness (or startup) probe failed, and when each
@@ -883,6 +884,8 @@ impl ServiceActor {
     /// records its verdict when it matters.
     async fn judge(&mut self) {
         let Some(r) = &self.state.rollout else {
+            // The last decision stays on view after a rollout ends: it
+            // says why it was rolled back.
             self.analysis = None;
             return;
         };
@@ -940,7 +943,7 @@ impl ServiceActor {
         if decision.verdict == Verdict::Rollback && a.baseline_requests > 0 {
             self.recovery_baseline = Some(a.baseline_errors as f64 / a.baseline_requests as f64);
         }
-        self.decision = Some(decision.clone());
+        self.decision = Some((a.rollout_id, decision.clone()));
         if checkpoint {
             self.save_analysis().await;
         }
@@ -1011,7 +1014,13 @@ impl ServiceActor {
             seq: self.seq,
             driver: self.driver.kind(),
             state: self.state.clone(),
-            decision: self.decision.clone(),
+            // A decision about an earlier rollout stays on view until the
+            // next one starts (it says why that one ended), not after.
+            decision: self
+                .decision
+                .as_ref()
+                .filter(|(id, _)| self.state.rollout.as_ref().is_none_or(|r| r.id == *id))
+                .map(|(_, d)| d.clone()),
             proxy: ProxyView {
                 route: status.route,
                 generation: status.generation,
