@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use backout_routing::{RequestView, StickyKey, Target, cookie_value};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::clock;
@@ -418,9 +419,11 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 /// every name that might be: a request usually has a handful of headers and
 /// none of these, and this runs twice per request.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut doomed: SmallVec<[HeaderName; 4]> = SmallVec::new();
     {
-        let named: Vec<&str> = headers
+        // The names `Connection` lists, parsed once (nearly always a single
+        // short token, so no allocation).
+        let named: SmallVec<[&str; 4]> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -464,24 +467,31 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `X-Forwarded-Proto` and `X-Forwarded-Host`. `client_ip` is the client's
 /// address as a header value, formatted once per connection.
 fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => client_ip
-            .to_str()
-            .ok()
-            .and_then(|ip| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
-        _ => Some(client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    // One lookup per header: `entry` finds the slot it then fills.
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(slot) => {
+            slot.insert(client_ip.clone());
+        }
+        Entry::Occupied(mut prior) => {
+            let joined = match (prior.get().to_str(), client_ip.to_str()) {
+                (Ok(p), Ok(ip)) if !p.trim().is_empty() => {
+                    HeaderValue::from_str(&format!("{p}, {ip}")).ok()
+                }
+                _ => Some(client_ip.clone()),
+            };
+            if let Some(v) = joined {
+                prior.insert(v);
+            }
+        }
     }
     // Keep a scheme set by a TLS terminator in front of us.
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if !headers.contains_key(&X_FORWARDED_HOST)
-        && let Some(v) = host
-    {
-        headers.insert(X_FORWARDED_HOST.clone(), v.clone());
+    headers
+        .entry(&X_FORWARDED_PROTO)
+        .or_insert_with(|| HeaderValue::from_static("http"));
+    if let Some(v) = host {
+        headers
+            .entry(&X_FORWARDED_HOST)
+            .or_insert_with(|| v.clone());
     }
 }
 

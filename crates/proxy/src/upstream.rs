@@ -13,6 +13,7 @@
 //! HTTP/2 pools keep hyper-util's client, which multiplexes requests over
 //! one connection per endpoint.
 
+use std::collections::VecDeque;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub(crate) struct Idle {
 struct IdleInner {
     /// Per endpoint, oldest first; the most recently used is taken first,
     /// so the rest age out when traffic drops.
-    by_endpoint: Vec<(Authority, Vec<(Sender, u64)>)>,
+    by_endpoint: Vec<(Authority, VecDeque<(Sender, u64)>)>,
     /// A reaper task runs on this worker for this pool.
     reaping: bool,
 }
@@ -68,7 +69,7 @@ impl Idle {
             .iter_mut()
             .find(|(a, _)| a == endpoint)
             .map(|(_, l)| l)?;
-        while let Some((sender, _)) = list.pop() {
+        while let Some((sender, _)) = list.pop_back() {
             if !sender.is_closed() {
                 return Some(sender);
             }
@@ -86,7 +87,7 @@ impl Idle {
         let list = match inner.by_endpoint.iter().position(|(a, _)| a == endpoint) {
             Some(i) => &mut inner.by_endpoint[i].1,
             None => {
-                inner.by_endpoint.push((endpoint.clone(), Vec::new()));
+                inner.by_endpoint.push((endpoint.clone(), VecDeque::new()));
                 let last = inner.by_endpoint.len() - 1;
                 &mut inner.by_endpoint[last].1
             }
@@ -94,9 +95,9 @@ impl Idle {
         expire(list, now_ms);
         if list.len() >= MAX_IDLE_PER_ENDPOINT {
             // Full: the oldest goes, and dropping its sender closes it.
-            list.remove(0);
+            list.pop_front();
         }
-        list.push((sender, now_ms));
+        list.push_back((sender, now_ms));
         let start_reaper = !inner.reaping;
         inner.reaping = true;
         start_reaper
@@ -107,6 +108,7 @@ impl Idle {
     fn reap(&self, now_ms: u64) -> bool {
         let mut inner = self.lock();
         for (_, list) in &mut inner.by_endpoint {
+            list.retain(|(s, _)| !s.is_closed());
             expire(list, now_ms);
         }
         inner.by_endpoint.retain(|(_, l)| !l.is_empty());
@@ -120,10 +122,16 @@ impl Idle {
     }
 }
 
-/// Drops closed connections and those idle past the timeout (the oldest
-/// are at the front).
-fn expire(list: &mut Vec<(Sender, u64)>, now_ms: u64) {
-    list.retain(|(s, at)| !s.is_closed() && now_ms.saturating_sub(*at) < IDLE_TIMEOUT_MS);
+/// Drops the connections idle past the timeout. They are the oldest, at
+/// the front, so the common case looks at one entry; closed ones further in
+/// are skipped by [`Idle::take`] and swept by the reaper.
+fn expire(list: &mut VecDeque<(Sender, u64)>, now_ms: u64) {
+    while list
+        .front()
+        .is_some_and(|(s, at)| s.is_closed() || now_ms.saturating_sub(*at) >= IDLE_TIMEOUT_MS)
+    {
+        list.pop_front();
+    }
 }
 
 /// Starts a task on the calling worker that closes the pool's stale
@@ -252,7 +260,9 @@ pub(crate) async fn send(
     loop {
         let (mut sender, reused) = match idle.take(endpoint) {
             Some(s) => (s, true),
-            None => (connect(endpoint, connect_timeout).await?, false),
+            // Boxed: connecting is rare, and its state would otherwise
+            // make every request's future (moved several times) larger.
+            None => (Box::pin(connect(endpoint, connect_timeout)).await?, false),
         };
         // A connection returned to the list may still be finishing its last
         // exchange; it is ready once hyper has read the response's end.
