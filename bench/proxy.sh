@@ -7,6 +7,10 @@
 # then resident memory idle and with 10k open connections.
 #
 # Usage: bench/proxy.sh [seconds-per-round] [rounds]
+# Environment: CARGO_TARGET_DIR (where to build), BACKOUT_BIN (measure this
+# binary instead of building), CONNS (wrk connections, 64), OPEN (idle
+# connections for the memory figure, 10000), SETTLE (seconds before the
+# second memory reading, 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -27,8 +31,13 @@ need nginx nginx
 need wrk wrk
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -q -p backout
-BACKOUT=${CARGO_TARGET_DIR:-target}/release/backout
+# BACKOUT_BIN measures a given binary instead (a before/after comparison).
+if [ -n "${BACKOUT_BIN:-}" ]; then
+    BACKOUT=$BACKOUT_BIN
+else
+    cargo build --release -q -p backout
+    BACKOUT=${CARGO_TARGET_DIR:-target}/release/backout
+fi
 
 UP1=19101 UP2=19102 NGINX=19180 BACKOUT_PORT=19181 ADMIN=19190
 
@@ -134,6 +143,14 @@ done
 cat "$WORK/conns-b.out" "$WORK/conns-n.out" | sed 's/^/  /'
 OPEN_BACKOUT=$(rss_kib "$BACKOUT_PID")
 OPEN_NGINX=$(nginx_rss_kib)
+# Again once the connections have been idle a few seconds: backout parks a
+# keep-alive connection idle for a quarter of a second, and the allocator
+# hands the freed pages back over the following seconds.
+SETTLE=${SETTLE:-10}
+sleep "$SETTLE"
+SETTLED_BACKOUT=$(rss_kib "$BACKOUT_PID")
+SETTLED_NGINX=$(nginx_rss_kib)
 echo
 echo "RSS idle:              backout $((IDLE_BACKOUT / 1024)) MiB, nginx $((IDLE_NGINX / 1024)) MiB (master + 2 workers)"
-echo "RSS with $N conns:  backout $((OPEN_BACKOUT / 1024)) MiB, nginx $((OPEN_NGINX / 1024)) MiB"
+echo "RSS with $N conns:  backout $((OPEN_BACKOUT / 1024)) MiB, nginx $((OPEN_NGINX / 1024)) MiB (as the last one got its answer)"
+echo "  and ${SETTLE} s later:     backout $((SETTLED_BACKOUT / 1024)) MiB, nginx $((SETTLED_NGINX / 1024)) MiB"
