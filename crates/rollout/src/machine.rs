@@ -1065,7 +1065,11 @@ impl ServiceState {
         if !(ready >= policy.strategy.replicas && total > 0) {
             // Not a step further, least of all to 100%, while the canary
             // is short of ready instances: the proxy sends its share to
-            // stable meanwhile, and the deadline above ends the wait.
+            // stable meanwhile, and the deadline above ends the wait. The
+            // step's clock starts over, so a timed pause or analysis gets
+            // its full time with the canary taking traffic, not the rest
+            // of it.
+            r.step_started_ms = now;
             return false;
         }
         let Some(step) = policy.strategy.steps.get(r.step).cloned() else {

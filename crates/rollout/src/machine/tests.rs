@@ -965,3 +965,31 @@ fn every_situation_times_every_input() {
     }
     insta::assert_snapshot!(table);
 }
+
+#[test]
+fn a_step_gets_its_full_time_after_the_canary_could_not_take_traffic() {
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 30s}, {set_weight: 50}]");
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    // Ten seconds into the pause the canary stops taking traffic (no
+    // ready endpoint, or its breaker open) for twenty seconds.
+    w.after(10);
+    w.ready("v2", 0);
+    assert!(w.after(20).is_empty());
+    w.ready("v2", 2);
+    // The 30 s the pause had left when it began do not count.
+    assert!(w.after(29).is_empty(), "the pause starts over");
+    assert_eq!(w.state.rollout.as_ref().unwrap().step, 1);
+    assert_eq!(
+        kinds(&w.after(1)),
+        [
+            "notify step",
+            "route v1 v2@50",
+            "notify step",
+            "route v2",
+            "notify promoted"
+        ]
+    );
+}

@@ -41,12 +41,13 @@ pub(super) fn routes(state: &Arc<ApiState>) -> Router {
 /// Every flag endpoint, answering that flags are off.
 fn disabled() -> Router {
     let mut router = Router::new();
-    let mut paths: Vec<&str> = ROUTES
+    // Each path once, whatever the order of ROUTES: axum refuses a path
+    // registered twice.
+    let paths: std::collections::BTreeSet<&str> = ROUTES
         .iter()
         .map(|(_, p, _)| *p)
         .filter(|p| is_flag_route(p))
         .collect();
-    paths.dedup();
     for path in paths {
         let mut methods: Option<MethodFilter> = None;
         for (method, _, _) in ROUTES.iter().filter(|(_, p, _)| *p == path) {

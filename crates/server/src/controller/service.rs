@@ -322,12 +322,11 @@ impl ServiceActor {
             return;
         }
         match serde_json::from_value::<Analysis>(body["analysis"].clone()) {
-            Ok(a) if a.rollout_id == rollout_id => {
+            Ok(mut a) if a.rollout_id == rollout_id => {
                 tracing::info!(service = %self.name, rollout = rollout_id, "resuming the judge's evidence from its checkpoint");
                 // Windows from before the restart are gone with the old
                 // proxy; feeding resumes from now.
                 let now = unix_ms();
-                let mut a = a;
                 a.fed_until_ms = a.fed_until_ms.max(now - now.rem_euclid(1000) - 1000);
                 self.analysis = Some(a);
             }
@@ -865,7 +864,16 @@ impl ServiceActor {
         for (version, replicas) in &self.state.instances {
             let (ready, total) = match self.proxy.pool(version) {
                 Some(p) if self.running.contains_key(version) => {
-                    (p.available_count(mono) as u32, p.endpoints().len() as u32)
+                    // Ready means able to take traffic: behind an open
+                    // breaker no endpoint is (the proxy sends a canary's
+                    // share to stable meanwhile, so the canary is not
+                    // being judged and must not move on).
+                    let ready = if p.breaker_open(mono) {
+                        0
+                    } else {
+                        p.available_count(mono) as u32
+                    };
+                    (ready, p.endpoints().len() as u32)
                 }
                 _ => (0, *replicas),
             };
