@@ -204,7 +204,7 @@ impl ServiceState {
                         .is_none_or(|(ready, _)| *ready == 0)
                     {
                         Err(Rejection::conflict(format!(
-                            "{} has no ready instance: promoting it would send users to nothing; wait for it, or roll back",
+                            "{} has no instance that can take traffic (none is ready, or its circuit breaker is open): promoting it would send users to nothing; wait for it, or roll back",
                             r.version
                         )))
                     } else {
