@@ -22,7 +22,7 @@ use axum::routing::{delete, get, post, put};
 use backout_proxy::admin::ApiError;
 use backout_proxy::{AdminState, Metrics};
 use backout_rollout::{Command, Input, MttrBreakdown, Release, RollbackRecord};
-use backout_store::{EventLog, NewEvent, Role, SqliteStore, StoredEvent, Tokens};
+use backout_store::{NewEvent, Role, Store, StoredEvent};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 pub use auth::Caller;
@@ -116,7 +116,7 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
 #[derive(Debug)]
 pub struct ApiState {
     pub controller: Arc<Controller>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     /// The proxy's metrics, for `/metrics`.
     pub proxy: Option<Arc<AdminState>>,
     /// Feature flags, when a flag file is served.

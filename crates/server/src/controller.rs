@@ -19,7 +19,7 @@ use std::sync::Arc;
 use backout_proxy::Service;
 use backout_rollout::{Policy, ServiceState};
 use backout_spec::ServiceSpec;
-use backout_store::SqliteStore;
+use backout_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -90,7 +90,7 @@ impl std::fmt::Debug for Request {
 /// The running controller.
 #[derive(Debug)]
 pub struct Controller {
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     services: BTreeMap<String, ServiceHandle>,
     drivers: Vec<(String, Arc<dyn Driver>)>,
     stop: CancellationToken,
@@ -107,7 +107,7 @@ impl Controller {
     /// Recovers every service from the log, adopts its instances and
     /// starts its loop. `proxy` must already contain every service.
     pub async fn start(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Store>,
         proxy: &BTreeMap<String, Arc<Service>>,
         services: Vec<ManagedService>,
         data_dir: PathBuf,

@@ -36,6 +36,6 @@ pub use token::{ParseRoleError, Role, SECRET_PREFIX, TokenInfo, Tokens};
 
 /// Everything the control plane needs from storage, as one object
 /// (`Arc<dyn Store>`).
-pub trait Store: EventLog + Snapshots + Tokens {}
+pub trait Store: EventLog + Snapshots + Tokens + std::fmt::Debug {}
 
-impl<T: EventLog + Snapshots + Tokens + ?Sized> Store for T {}
+impl<T: EventLog + Snapshots + Tokens + std::fmt::Debug + ?Sized> Store for T {}

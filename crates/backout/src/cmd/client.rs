@@ -724,7 +724,6 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
                 .map_err(|e: backout_store::ParseRoleError| miette!("--role: {e}"))?;
             let v = if local {
                 let (store, _) = super::up::open_store(&remote.data)?;
-                use backout_store::Tokens;
                 let secret = store
                     .create_token(&name, parsed, now_ms())
                     .map_err(|e| miette!("{e}"))?;

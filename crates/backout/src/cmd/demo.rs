@@ -18,7 +18,7 @@ use backout_rollout::{Input, RollbackRecord};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService, ServiceHandle, Submission};
 use backout_spec::{ServiceSpec, Source};
-use backout_store::{EventLog, SqliteStore};
+use backout_store::Store;
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, miette};
 use tokio::sync::mpsc;
@@ -162,7 +162,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
 async fn story(
     args: &Args,
     shop: &ServiceHandle,
-    store: &Arc<SqliteStore>,
+    store: &Arc<dyn Store>,
     url: &str,
     t0: i64,
 ) -> miette::Result<ExitCode> {
@@ -405,7 +405,7 @@ fn pct(part: u64, whole: u64) -> f64 {
 }
 
 /// When the driver reported v2's instance started.
-fn started_ms(store: &Arc<SqliteStore>, version: &str) -> Option<i64> {
+fn started_ms(store: &Arc<dyn Store>, version: &str) -> Option<i64> {
     let events = store.read_service("shop", 0, 100_000).ok()?;
     events
         .iter()
@@ -415,7 +415,7 @@ fn started_ms(store: &Arc<SqliteStore>, version: &str) -> Option<i64> {
 }
 
 /// The story of v2 as the event log tells it.
-fn print_timeline(store: &Arc<SqliteStore>, t0: i64, from: i64) -> miette::Result<()> {
+fn print_timeline(store: &Arc<dyn Store>, t0: i64, from: i64) -> miette::Result<()> {
     let events = store
         .read_service("shop", 0, 100_000)
         .map_err(|e| miette!("{e}"))?;

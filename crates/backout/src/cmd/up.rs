@@ -10,7 +10,7 @@ use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService};
 use backout_server::ofrep::{self, events::StoreEventLog};
-use backout_store::{Role, SqliteStore, Tokens};
+use backout_store::{Role, SqliteStore, Store};
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, WrapErr, miette};
 
@@ -77,14 +77,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 
 /// Opens the store, and on first use creates an admin token for the local
 /// CLI in `DATA/admin.token` (readable by this user only).
-pub fn open_store(data: &Path) -> miette::Result<(Arc<SqliteStore>, Option<PathBuf>)> {
+pub fn open_store(data: &Path) -> miette::Result<(Arc<dyn Store>, Option<PathBuf>)> {
     std::fs::create_dir_all(data)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot create the data directory {}", data.display()))?;
     let store = SqliteStore::open(data.join("backout.db"))
         .map_err(|e| miette!("{e}"))
         .wrap_err("cannot open the event log")?;
-    let store = Arc::new(store);
+    let store: Arc<dyn Store> = Arc::new(store);
     let token_file = data.join("admin.token");
     let tokens = store.list_tokens().map_err(|e| miette!("{e}"))?;
     if tokens.is_empty() {

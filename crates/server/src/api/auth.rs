@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use backout_proxy::admin::ApiError;
-use backout_store::{Role, Tokens};
+use backout_store::Role;
 
 use super::ApiState;
 

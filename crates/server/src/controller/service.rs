@@ -19,7 +19,7 @@ use backout_rollout::{
     ServiceState,
 };
 use backout_spec::{PoolSpec, ServiceSpec};
-use backout_store::{EventLog, NewEvent, Snapshots, SqliteStore, StoredEvent};
+use backout_store::{NewEvent, Store, StoredEvent};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -148,7 +148,7 @@ pub(super) struct ServiceActor {
     pub policy: Policy,
     pub state: ServiceState,
     pub seq: i64,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub proxy: Arc<Service>,
     pub driver: Arc<dyn Driver>,
     pub notifier: Notifier,
@@ -174,7 +174,7 @@ impl ServiceActor {
     pub(super) fn new(
         spec: Arc<ServiceSpec>,
         policy: Policy,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Store>,
         proxy: Arc<Service>,
         driver: Arc<dyn Driver>,
         notifier: Notifier,

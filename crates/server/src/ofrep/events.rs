@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use backout_store::{EventLog, NewEvent, SqliteStore, StoredEvent};
+use backout_store::{NewEvent, Store, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -121,11 +121,11 @@ pub const KIND_PREFIX: &str = "flag.";
 /// service [`FLAGS_SERVICE`], kind `flag.<action>`, the actor and reason
 /// as recorded, and the rest of the [`FlagEvent`] as the body.
 pub struct StoreEventLog {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
 }
 
 impl StoreEventLog {
-    pub fn new(store: Arc<SqliteStore>) -> StoreEventLog {
+    pub fn new(store: Arc<dyn Store>) -> StoreEventLog {
         StoreEventLog { store }
     }
 
