@@ -195,7 +195,9 @@ mod tests {
     #[test]
     fn the_control_planes_log_keeps_flag_events_beside_the_others() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open(dir.path().join("backout.db")).expect("open"));
+        let store: Arc<dyn Store> = Arc::new(
+            backout_store::SqliteStore::open(dir.path().join("backout.db")).expect("open"),
+        );
         let log = StoreEventLog::new(Arc::clone(&store));
         assert_eq!(log.read_all().expect("empty"), vec![]);
         let kill = FlagEvent {
