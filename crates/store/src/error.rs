@@ -156,6 +156,15 @@ pub enum StoreError {
     )]
     TokenExists { name: String },
 
+    /// Revoking this token would leave no admin token, and nobody could
+    /// manage tokens any more.
+    #[error(
+        "token {name:?} is the last admin token; revoking it would lock every admin out. Create \
+         another admin token first (`backout token create NAME --role admin`), then revoke this \
+         one"
+    )]
+    LastAdmin { name: String },
+
     /// Token names are shown in audit records and typed on command lines.
     #[error("invalid token name {name:?}: {reason}")]
     InvalidTokenName { name: String, reason: &'static str },

@@ -16,9 +16,14 @@ use subtle::ConstantTimeEq;
 
 use crate::StoreError;
 
-/// What a token may do. Ordered: each role can do everything the roles
-/// below it can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// What a token may do.
+///
+/// The roles of people and tools are ordered, viewer < operator < admin:
+/// each can do everything the ones below it can. `proxy` stands apart: it is
+/// the role of a data-plane proxy following the control plane, which may
+/// subscribe to snapshots and report back, and nothing else, not even read
+/// status. An admin may do everything, a proxy's part included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads status, history and events.
@@ -27,11 +32,13 @@ pub enum Role {
     Operator,
     /// Also manages tokens and break-glass operations.
     Admin,
+    /// A proxy: subscribes to snapshots and reports; outside the order above.
+    Proxy,
 }
 
 impl Role {
-    /// Every role, weakest first.
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+    /// Every role: the ordered ones weakest first, then `proxy`.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Admin, Role::Proxy];
 
     /// The lowercase name used in the database, the API and the CLI.
     pub fn as_str(self) -> &'static str {
@@ -39,24 +46,31 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Proxy => "proxy",
         }
     }
 
     /// Whether this role may do what `needed` may.
     pub fn allows(self, needed: Role) -> bool {
-        self >= needed
+        match (self, needed) {
+            (Role::Admin, _) => true,
+            (Role::Proxy, needed) => needed == Role::Proxy,
+            (_, Role::Proxy) => false,
+            (Role::Operator, needed) => needed != Role::Admin,
+            (Role::Viewer, needed) => needed == Role::Viewer,
+        }
     }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
-/// A role name that is not `viewer`, `operator` or `admin`.
+/// A role name that is not `viewer`, `operator`, `admin` or `proxy`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}; use viewer, operator or admin")]
+#[error("unknown role {0:?}; use viewer, operator, admin or proxy")]
 pub struct ParseRoleError(pub String);
 
 impl FromStr for Role {
@@ -92,6 +106,11 @@ pub trait Tokens: Send + Sync {
     fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
 
     /// Revokes the token with this name; `false` when there was none.
+    ///
+    /// The last admin token is never revoked ([`StoreError::LastAdmin`]):
+    /// without one nobody could manage tokens any more. The check runs in
+    /// the same transaction as the delete, so two admins revoking each
+    /// other at once cannot both succeed.
     fn revoke_token(&self, name: &str) -> Result<bool, StoreError>;
 }
 
@@ -251,20 +270,41 @@ mod tests {
         check_role("viewer", Ok(Role::Viewer));
         check_role("operator", Ok(Role::Operator));
         check_role("admin", Ok(Role::Admin));
+        check_role("proxy", Ok(Role::Proxy));
         check_role("Admin", Err(()));
         check_role("root", Err(()));
         check_role("", Err(()));
         for r in Role::ALL {
             assert_eq!(r.to_string().parse::<Role>(), Ok(r));
         }
-        assert!(Role::Admin.allows(Role::Operator));
-        assert!(Role::Operator.allows(Role::Operator));
-        assert!(Role::Operator.allows(Role::Viewer));
-        assert!(!Role::Viewer.allows(Role::Operator));
-        assert!(!Role::Operator.allows(Role::Admin));
         assert_eq!(
             "root".parse::<Role>().unwrap_err().to_string(),
-            "unknown role \"root\"; use viewer, operator or admin"
+            "unknown role \"root\"; use viewer, operator, admin or proxy"
+        );
+    }
+
+    /// Who may do what: the table of every role (rows) against every role
+    /// an endpoint needs (columns: viewer, operator, admin, proxy).
+    #[test]
+    fn what_each_role_allows() {
+        let table: Vec<String> = Role::ALL
+            .into_iter()
+            .map(|r| {
+                let cells: String = Role::ALL
+                    .into_iter()
+                    .map(|needed| if r.allows(needed) { 'x' } else { '.' })
+                    .collect();
+                format!("{r:<8} {cells}")
+            })
+            .collect();
+        assert_eq!(
+            table,
+            [
+                "viewer   x...",
+                "operator xx..",
+                "admin    xxxx",
+                "proxy    ...x",
+            ]
         );
     }
 }

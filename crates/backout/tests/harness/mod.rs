@@ -249,25 +249,21 @@ impl Up {
 }
 
 /// Calls every endpoint of `backout_server::api::ROUTES` that `which`
-/// selects with no token and with a viewer, an operator and an admin token,
-/// and checks that exactly the roles the list names get through: 401
-/// without a token, 403 below the role, anything but 401/403/404/405 at or
-/// above it (a 404 only for the placeholder object, e.g. flag `nobody`).
-/// Bodies are invalid on purpose: this is about who may call. Returns the
-/// tokens it created (none, `t-viewer`, `t-operator`, `t-admin`).
+/// selects with no token and with a viewer, an operator, an admin and a
+/// proxy token, and checks that exactly the roles the list names get
+/// through: 401 without a token, 403 for a role that does not allow the
+/// needed one (below it, or a proxy on any other endpoint than a proxy's),
+/// anything but 401/403/404/405 otherwise (a 404 only for the placeholder
+/// object, e.g. flag `nobody`). Bodies are invalid on purpose: this is
+/// about who may call. Returns the tokens it created (none, `t-viewer`,
+/// `t-operator`, `t-admin`, `t-proxy`).
 pub fn check_roles(up: &Up, which: impl Fn(&str) -> bool) -> Vec<(Option<&'static str>, String)> {
     let mut tokens = vec![(None, String::new())];
-    for role in ["viewer", "operator", "admin"] {
+    for role in ["viewer", "operator", "admin", "proxy"] {
         let name = format!("t-{role}");
         let secret = up.ok(&["token", "create", &name, "--role", role]);
         tokens.push((Some(role), secret.trim().to_string()));
     }
-    let rank = |r: &str| {
-        ["viewer", "operator", "admin"]
-            .iter()
-            .position(|x| *x == r)
-            .unwrap()
-    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     for (method, path, needed) in backout_server::api::ROUTES {
@@ -304,7 +300,7 @@ pub fn check_roles(up: &Up, which: impl Fn(&str) -> bool) -> Vec<(Option<&'stati
             let allowed = match (needed, role) {
                 (None, _) => true,
                 (Some(_), None) => false,
-                (Some(n), Some(r)) => rank(r) >= rank(n.as_str()),
+                (Some(n), Some(r)) => r.parse::<backout_store::Role>().unwrap().allows(*n),
             };
             let who = role.unwrap_or("no token");
             if allowed {

@@ -28,10 +28,11 @@ struct Migration {
 }
 
 /// Every migration, in order; versions are 1, 2, 3, …
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "event log, snapshots, tokens",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event log, snapshots, tokens",
+        sql: r#"
         -- The append-only log. `seq` is assigned by the store (last + 1, in
         -- an immediate transaction), so it is gap-free; `batch` is the seq
         -- of the first event of the same append.
@@ -69,7 +70,27 @@ const MIGRATIONS: &[Migration] = &[Migration {
             created_at_ms INTEGER NOT NULL
         ) STRICT;
     "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "the proxy role",
+        // SQLite cannot alter a CHECK constraint: the table is rebuilt with
+        // every token in it, inside the migration's transaction.
+        sql: r#"
+        CREATE TABLE tokens_v2 (
+            name          TEXT    PRIMARY KEY,
+            role          TEXT    NOT NULL
+                                  CHECK (role IN ('viewer', 'operator', 'admin', 'proxy')),
+            secret_sha256 BLOB    NOT NULL UNIQUE CHECK (length(secret_sha256) = 32),
+            created_at_ms INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO tokens_v2 (name, role, secret_sha256, created_at_ms)
+            SELECT name, role, secret_sha256, created_at_ms FROM tokens;
+        DROP TABLE tokens;
+        ALTER TABLE tokens_v2 RENAME TO tokens;
+    "#,
+    },
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -114,6 +135,12 @@ pub(super) fn check_is_ours(ctx: &Ctx<'_>, conn: &Connection) -> Result<(), Stor
 
 /// Applies the migrations the file lacks; refuses a newer schema.
 pub(super) fn migrate(ctx: &Ctx<'_>, conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(ctx, conn, SCHEMA_VERSION)
+}
+
+/// Brings the file to version `target` (older versions: for tests that
+/// make a file as an older backout would have).
+fn migrate_to(ctx: &Ctx<'_>, conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let op = "migrating the schema";
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -139,12 +166,15 @@ pub(super) fn migrate(ctx: &Ctx<'_>, conn: &mut Connection) -> Result<(), StoreE
             known: SCHEMA_VERSION,
         });
     }
-    if found == SCHEMA_VERSION {
+    if found >= target {
         return Ok(());
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(|e| ctx.err(op, e))?;
-    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target)
+    {
         tx.execute_batch(m.sql).map_err(|e| ctx.err(op, e))?;
         tx.execute(
             "INSERT INTO backout_schema (version, name) VALUES (?1, ?2)",
@@ -164,5 +194,78 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1, "migration {:?}", m.name);
         }
+    }
+
+    /// A file written by the first backout (schema 1, whose token table
+    /// knew three roles) opens, migrates in place and keeps every token,
+    /// secrets included; the proxy role then works.
+    #[test]
+    fn a_version_1_file_migrates_and_keeps_its_tokens() {
+        use crate::{Role, SqliteStore, Tokens};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backout.db");
+        let ctx = Ctx {
+            path: &path,
+            busy_timeout: std::time::Duration::from_secs(5),
+        };
+        let mut secrets = Vec::new();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate_to(&ctx, &mut conn, 1).unwrap();
+            for (i, (name, role)) in [("root", "admin"), ("ci", "operator"), ("dash", "viewer")]
+                .into_iter()
+                .enumerate()
+            {
+                let (secret, hash) = crate::token::new_secret().unwrap();
+                conn.execute(
+                    "INSERT INTO tokens (name, role, secret_sha256, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    (name, role, hash.as_slice(), i as i64),
+                )
+                .unwrap();
+                secrets.push((name, role, secret));
+            }
+            // Schema 1 refuses the new role: the migration is needed.
+            let (_, hash) = crate::token::new_secret().unwrap();
+            conn.execute(
+                "INSERT INTO tokens VALUES ('edge', 'proxy', ?1, 9)",
+                [hash.as_slice()],
+            )
+            .unwrap_err();
+        }
+
+        let store = SqliteStore::open(&path).unwrap();
+        let versions: Vec<i64> = {
+            let conn = Connection::open(&path).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT version FROM backout_schema ORDER BY version")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+        let listed: Vec<String> = store
+            .list_tokens()
+            .unwrap()
+            .iter()
+            .map(|t| format!("{}:{}@{}", t.name, t.role, t.created_at_ms))
+            .collect();
+        assert_eq!(listed, ["ci:operator@1", "dash:viewer@2", "root:admin@0"]);
+        for (name, role, secret) in &secrets {
+            let info = store.verify_token(secret).unwrap().unwrap();
+            assert_eq!((info.name.as_str(), info.role.as_str()), (*name, *role));
+        }
+        let edge = store.create_token("edge", Role::Proxy, 9).unwrap();
+        assert_eq!(
+            store.verify_token(&edge).unwrap().unwrap().role,
+            Role::Proxy
+        );
+        drop(store);
+        // Opening again is a no-op.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list_tokens().unwrap().len(), 4);
     }
 }

@@ -93,6 +93,25 @@ impl Tokens for SqliteStore {
     fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
         let op = "revoking a token";
         self.write(op, |ctx, tx| {
+            // The immediate transaction holds the write lock, so the count
+            // cannot change between this check and the delete.
+            let (role, admins): (Option<String>, i64) = tx
+                .query_row(
+                    "SELECT (SELECT role FROM tokens WHERE name = ?1), \
+                            (SELECT count(*) FROM tokens WHERE role = 'admin')",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| ctx.err(op, e))?;
+            match role.as_deref() {
+                None => return Ok(false),
+                Some("admin") if admins <= 1 => {
+                    return Err(StoreError::LastAdmin {
+                        name: name.to_owned(),
+                    });
+                }
+                Some(_) => {}
+            }
             tx.execute("DELETE FROM tokens WHERE name = ?1", [name])
                 .map(|n| n > 0)
                 .map_err(|e| ctx.err(op, e))

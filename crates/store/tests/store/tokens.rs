@@ -9,7 +9,7 @@
 //!   before it; `verify-raw TEXT` any text. Prints `name:role@created`, or
 //!   `none`.
 //! * `list` prints `name:role` for every token.
-//! * `revoke NAME` prints `true` or `false`.
+//! * `revoke NAME` prints `true`, `false` or `!Variant`.
 
 use std::collections::HashMap;
 
@@ -55,7 +55,10 @@ fn check(script: &str, expected: &str) {
                     .collect();
                 shown.join(" ")
             }
-            ["revoke", name] => store.revoke_token(name).unwrap().to_string(),
+            ["revoke", name] => match store.revoke_token(name) {
+                Ok(revoked) => revoked.to_string(),
+                Err(e) => variant(&e),
+            },
             _ => panic!("bad op {op:?}"),
         };
         out.push(printed);
@@ -118,6 +121,80 @@ fn revoking() {
     check(
         "create ci operator; revoke ci; create ci admin; verify ci; verify-old ci",
         "ok | true | ok | ci:admin@2 | none",
+    );
+}
+
+#[test]
+fn the_last_admin_token_stays() {
+    check(
+        "create root admin; revoke root; list",
+        "ok | !LastAdmin | root:admin",
+    );
+    check(
+        "create root admin; create ci operator; revoke root; verify root",
+        "ok | ok | !LastAdmin | root:admin@0",
+    );
+    // With a second admin either may go, but not both.
+    check(
+        "create a admin; create b admin; revoke a; revoke b; list",
+        "ok | ok | true | !LastAdmin | b:admin",
+    );
+    // Other roles never count as admins, and may all go.
+    check(
+        "create a admin; create p proxy; create o operator; revoke p; revoke o; revoke a",
+        "ok | ok | ok | true | true | !LastAdmin",
+    );
+    // A store without admins (tokens made by hand) can still lose the rest.
+    check("create v viewer; revoke v; list", "ok | true | ");
+    let (_dir, store) = temp_store();
+    store.create_token("root", Role::Admin, 0).unwrap();
+    let err = store.revoke_token("root").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "token \"root\" is the last admin token; revoking it would lock every admin out. \
+         Create another admin token first (`backout token create NAME --role admin`), then \
+         revoke this one"
+    );
+}
+
+/// Two admins revoking each other at the same moment: one wins, one admin
+/// is left, whatever the interleaving (the count and the delete share a
+/// transaction).
+#[test]
+fn racing_revocations_leave_an_admin() {
+    for _ in 0..20 {
+        let (dir, store) = temp_store();
+        store.create_token("a", Role::Admin, 0).unwrap();
+        store.create_token("b", Role::Admin, 0).unwrap();
+        drop(store);
+        let path = dir.path().join("data/backout.db");
+        let results: Vec<String> = ["a", "b"]
+            .map(|name| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let store = backout_store::SqliteStore::open(path).unwrap();
+                    match store.revoke_token(name) {
+                        Ok(r) => r.to_string(),
+                        Err(e) => variant(&e),
+                    }
+                })
+            })
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let mut sorted = results.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["!LastAdmin", "true"]);
+        let store = backout_store::SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list_tokens().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn proxy_tokens() {
+    check(
+        "create edge-1 proxy; verify edge-1; list",
+        "ok | edge-1:proxy@0 | edge-1:proxy",
     );
 }
 
