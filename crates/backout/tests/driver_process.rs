@@ -347,6 +347,30 @@ async fn after_a_crash_a_new_driver_adopts_the_running_replicas() {
     d.teardown("web", "v6").await.unwrap();
 }
 
+/// A command string without shell syntax runs without a shell, and a
+/// release's artifact is one argument however many words it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_command_string_runs_without_a_shell() {
+    let data = tempfile::tempdir().unwrap();
+    let d = driver(
+        data.path(),
+        "    command: \"'BIN' demo-app --port {port} --version {version} --behaviour {artifact}\"\n    stop_timeout: 5s\n",
+    );
+    let mut req = DeployRequest::new("web", "v8", 1);
+    req.artifact = Some("--latency 1ms --tail 0.1".into());
+    let instances = d.deploy(&req).await.unwrap();
+    let cleanup = Cleanup(instances.iter().filter_map(|i| i.pid).collect());
+    let cmdline = &instances[0].cmdline;
+    assert_eq!(cmdline[0], BIN, "no shell in between: {cmdline:?}");
+    assert_eq!(
+        cmdline.last().map(String::as_str),
+        Some("--latency 1ms --tail 0.1"),
+        "{cmdline:?}"
+    );
+    d.teardown("web", "v8").await.unwrap();
+    drop(cleanup);
+}
+
 /// One failing start per row: the command, what the error must say.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_cannot_start_fails_the_deploy_with_the_reason() {
@@ -361,6 +385,14 @@ async fn a_replica_that_cannot_start_fails_the_deploy_with_the_reason() {
         ),
         (
             "    command: no-such-program-xyz --port {port}\n",
+            ErrorKind::Start,
+            &[
+                "cannot start `no-such-program-xyz` for replica 0",
+                "No such file",
+            ],
+        ),
+        (
+            "    command: no-such-program-xyz --port {port} && true\n",
             ErrorKind::Start,
             &[
                 "exited with exit status: 127 before it listened",

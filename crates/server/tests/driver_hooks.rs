@@ -423,3 +423,47 @@ async fn restart_runs_the_restart_script_for_one_instance() {
     assert_eq!(fresh.adopt(&req, &recorded).await.unwrap(), recorded);
     assert_eq!(fresh.instances("web", "v7").await.unwrap(), recorded);
 }
+
+/// A release's artifact and settings reach hook scripts as arguments and
+/// environment, never as shell text: the attack, in a hook written
+/// as a plain command and in one that needs a shell, runs nothing.
+#[tokio::test]
+async fn release_values_reach_hooks_as_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    script(
+        d,
+        "deploy.sh",
+        "printf '%s\\n' \"$1\" \"$2\" \"$#\" > args.txt\necho '{\"endpoints\": [\"http://127.0.0.1:1\"]}'\n",
+    );
+    script(d, "teardown.sh", "exit 0\n");
+    let attack = "x; id > pwned; true";
+    let shell_attack = "$(id > pwned2)`id > pwned3`";
+    let mut req = DeployRequest::new("web", "v2", 1);
+    req.artifact = Some(attack.into());
+    req.config.insert("note".into(), shell_attack.into());
+
+    // Words: the artifact is one argument.
+    let words = driver(
+        d,
+        "    deploy: ./deploy.sh {artifact} '{config.note}'\n    teardown: ./teardown.sh {artifact}\n    retries: 0\n",
+    );
+    words.deploy(&req).await.unwrap();
+    let args = std::fs::read_to_string(d.join("args.txt")).unwrap();
+    assert_eq!(args, format!("{attack}\n{shell_attack}\n2\n"));
+    words.teardown("web", "v2").await.unwrap();
+
+    // A shell script: the values are its positional parameters.
+    let shell = driver(
+        d,
+        "    deploy: \"echo {artifact} > seen.txt && ./deploy.sh {artifact} \\\"{config.note}\\\"\"\n    teardown: ./teardown.sh\n    retries: 0\n",
+    );
+    shell.deploy(&req).await.unwrap();
+    let args = std::fs::read_to_string(d.join("args.txt")).unwrap();
+    assert_eq!(args, format!("{attack}\n{shell_attack}\n2\n"));
+    let seen = std::fs::read_to_string(d.join("seen.txt")).unwrap();
+    assert_eq!(seen, format!("{attack}\n"));
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!d.join(f).exists(), "{f} was written");
+    }
+}

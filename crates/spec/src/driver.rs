@@ -6,7 +6,7 @@
 //! ```yaml
 //! driver:
 //!   process:                      # backout runs the replicas itself
-//!     command: "./app --port {port} --version {version}"   # via `sh -c`; or a list
+//!     command: "./app --port {port} --version {version}"   # or a list: [./app, --port, "{port}"]
 //!     replicas: 2
 //!     env: {RUST_LOG: info, DB: "{config.db_url}"}
 //!     workdir: .                  # relative to the service file
@@ -32,6 +32,7 @@
 //! turns them into the clean types here, which carry every default.
 
 mod file;
+pub mod shell;
 mod template;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::duration::Duration;
 
 pub use file::{CommandFile, DriverFile, HooksFile, ProcessFile, RestartFile, StaticFile};
+pub use shell::ShellScript;
 pub use template::{RenderError, Template, TemplateScope, TemplateVars, Var};
 
 /// How a service's versions are run.
@@ -79,30 +81,48 @@ impl DriverSpec {
     }
 }
 
-/// A command to run: a string for `sh -c`, or an argument list run as it
-/// is (no shell, so no quoting surprises).
+/// A command to run, in the form it is run in.
+///
+/// Release values (`{artifact}`, `{config.KEY}`, `{version}`) are data
+/// from whoever holds an operator token, so no form lets them become shell
+/// syntax or change the number of arguments. See [`shell`] for how a
+/// string is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandSpec {
-    Shell(Template),
+    /// A string without shell syntax, split into words when the spec is
+    /// read and run without a shell; each placeholder fills in part of one
+    /// word.
+    Words { source: String, argv: Vec<Template> },
+    /// A string that needs a shell, run by `sh -c` with the values as
+    /// positional parameters after the script.
+    /// (Boxed: it is the largest form and the rarest.)
+    Shell(Box<ShellScript>),
+    /// A list of arguments, run as it is.
     Argv(Vec<Template>),
 }
 
 impl CommandSpec {
-    /// Every template in the command.
-    pub fn templates(&self) -> impl Iterator<Item = &Template> {
-        let (one, many) = match self {
-            CommandSpec::Shell(t) => (Some(t), &[][..]),
-            CommandSpec::Argv(v) => (None, &v[..]),
-        };
-        one.into_iter().chain(many)
+    /// Reads a command written as one string: words when it needs no
+    /// shell, otherwise a shell script. The error says what is wrong.
+    pub fn parse(text: &str, scope: TemplateScope) -> Result<CommandSpec, String> {
+        Ok(match shell::parse(text, scope)? {
+            shell::Parsed::Words(argv) => CommandSpec::Words {
+                source: text.to_string(),
+                argv,
+            },
+            shell::Parsed::Shell(script) => CommandSpec::Shell(Box::new(script)),
+        })
     }
 
-    /// The argument vector with placeholders filled in: `["sh", "-c", …]`
-    /// for the shell form.
+    /// The argument vector with the placeholders filled in. Its length
+    /// and every argument without a placeholder are fixed by the spec; a
+    /// value only ever fills in (part of) one argument.
     pub fn render(&self, vars: &TemplateVars<'_>) -> Result<Vec<String>, RenderError> {
         match self {
-            CommandSpec::Shell(t) => Ok(vec!["sh".into(), "-c".into(), t.render(vars)?]),
-            CommandSpec::Argv(v) => v.iter().map(|t| t.render(vars)).collect(),
+            CommandSpec::Shell(s) => s.render(vars),
+            CommandSpec::Words { argv, .. } | CommandSpec::Argv(argv) => {
+                argv.iter().map(|t| t.render(vars)).collect()
+            }
         }
     }
 }
@@ -110,7 +130,8 @@ impl CommandSpec {
 impl fmt::Display for CommandSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CommandSpec::Shell(t) => f.write_str(t.as_str()),
+            CommandSpec::Words { source, .. } => f.write_str(source),
+            CommandSpec::Shell(s) => f.write_str(s.template().as_str()),
             CommandSpec::Argv(v) => {
                 for (i, t) in v.iter().enumerate() {
                     if i > 0 {
@@ -127,7 +148,8 @@ impl fmt::Display for CommandSpec {
 impl Serialize for CommandSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            CommandSpec::Shell(t) => t.serialize(s),
+            CommandSpec::Words { source, .. } => s.serialize_str(source),
+            CommandSpec::Shell(script) => script.template().serialize(s),
             CommandSpec::Argv(v) => v.serialize(s),
         }
     }

@@ -57,7 +57,7 @@ analysis:
     - {kind: latency, warmup: 3s}
 driver:
   process:
-    command: "'BIN' demo-app --port {port} --version {version} {artifact}"
+    command: "'BIN' demo-app --port {port} --version {version} --behaviour {artifact}"
     stop_timeout: 2s
 "#;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use backout_proxy::demo_app::{Control, DemoApp};
-use clap::Args as ClapArgs;
+use clap::{Args as ClapArgs, Parser};
 use miette::{IntoDiagnostic, miette};
 
 #[derive(Debug, ClapArgs)]
@@ -20,6 +20,24 @@ pub struct Args {
     /// Version name the app reports (body and `x-demo-version`).
     #[arg(long)]
     version: String,
+    #[command(flatten)]
+    behaviour: Behaviour,
+    /// The behaviour options below in one string instead, e.g.
+    /// `--error-rate 0.05 --latency 2ms`. The demo passes a release's
+    /// artifact here as one argument, and the app reads its options out of
+    /// it.
+    #[arg(
+        long = "behaviour",
+        value_name = "OPTIONS",
+        allow_hyphen_values = true,
+        conflicts_with_all = ["error_rate", "latency", "tail", "degrade_after", "unready", "wedge_after"]
+    )]
+    behaviour_text: Option<String>,
+}
+
+/// What makes one demo release differ from another.
+#[derive(Debug, ClapArgs)]
+struct Behaviour {
     /// Share of requests (0 to 1) answered with 500.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
@@ -44,7 +62,27 @@ pub struct Args {
     wedge_after: Option<String>,
 }
 
+/// `--behaviour`'s string, read as the options it holds.
+#[derive(Debug, Parser)]
+#[command(name = "--behaviour", no_binary_name = true)]
+struct BehaviourText {
+    #[command(flatten)]
+    behaviour: Behaviour,
+}
+
 pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let version = args.version;
+    let (port, host) = (args.port, args.host);
+    let args = match &args.behaviour_text {
+        Some(text) => {
+            let words = shlex::split(text)
+                .ok_or_else(|| miette!("--behaviour {text:?}: a quote is never closed"))?;
+            BehaviourText::try_parse_from(words)
+                .map_err(|e| miette!("--behaviour {text:?}: {e}"))?
+                .behaviour
+        }
+        None => args.behaviour,
+    };
     for (flag, v) in [("--error-rate", args.error_rate), ("--tail", args.tail)] {
         if !(0.0..=1.0).contains(&v) {
             return Err(miette!("{flag}: a share from 0 to 1; got {v}"));
@@ -67,7 +105,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .build()
         .into_diagnostic()?;
     runtime.block_on(async move {
-        let control = Arc::new(Control::new(&args.version));
+        let control = Arc::new(Control::new(&version));
         control.set_ready(!args.unready);
         let (error_rate, tail) = (args.error_rate, args.tail);
         let apply = move |c: &Control| {
@@ -78,10 +116,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         if degrade_after.is_none() {
             apply(&control);
         }
-        let app = DemoApp::start(SocketAddr::new(args.host, args.port), Arc::clone(&control))
+        let app = DemoApp::start(SocketAddr::new(host, port), Arc::clone(&control))
             .await
             .into_diagnostic()?;
-        println!("demo-app {} listening on http://{}", args.version, app.addr);
+        println!("demo-app {version} listening on http://{}", app.addr);
         if let Some(after) = degrade_after {
             let c = Arc::clone(&control);
             tokio::spawn(async move {

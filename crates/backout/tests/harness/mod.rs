@@ -44,7 +44,7 @@ analysis:
     - {{kind: latency, warmup: 2s, tolerance: 1.0}}
 driver:
   process:
-    command: "'{BIN}' demo-app --port {{port}} --version {{version}} {{artifact}}"
+    command: "'{BIN}' demo-app --port {{port}} --version {{version}} --behaviour {{artifact}}"
     stop_timeout: 2s
 {extra}"#
     )

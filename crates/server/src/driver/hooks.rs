@@ -13,6 +13,10 @@
 //!   other characters than letters and digits as `_`; the fixed names win
 //!   over a setting of the same name), then the spec's `env`. A restart
 //!   also gets `BACKOUT_INSTANCE` and `BACKOUT_ENDPOINT`.
+//! - Release values in the command (`{artifact}`, `{config.KEY}`,
+//!   `{version}`) arrive as arguments: one word each in a plain command,
+//!   positional parameters after the script in one that needs a shell
+//!   (see `backout_spec::driver::shell`). They are never shell text.
 //! - It must be idempotent: backout runs it again after a failure or a
 //!   crash of its own.
 //! - `deploy`, `scale` and `restart` print the version's endpoints as the

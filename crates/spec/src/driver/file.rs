@@ -137,7 +137,8 @@ pub struct HooksFile {
     workdir: Option<Spanned<String>>,
 }
 
-/// A command as written: a string (run by `sh -c`) or a list of arguments.
+/// A command as written: a string (split into words, or run by `sh -c`
+/// when it needs a shell) or a list of arguments.
 #[derive(Debug, Clone)]
 pub enum CommandFile {
     Shell(String),
@@ -150,7 +151,7 @@ impl<'de> Deserialize<'de> for CommandFile {
         impl<'de> Visitor<'de> for V {
             type Value = CommandFile;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a command: a string run by `sh -c`, or a list of arguments")
+                f.write_str("a command: a string, or a list of arguments")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CommandFile, E> {
                 Ok(CommandFile::Shell(v.to_string()))
@@ -353,7 +354,7 @@ fn command(
     field: &str,
     scope: TemplateScope,
 ) -> Result<CommandSpec, SpecError> {
-    let hint = "e.g. `./app --port {port}` (run by `sh -c`) or `[./app, --port, \"{port}\"]`";
+    let hint = "e.g. `./app --port {port}` or `[./app, --port, \"{port}\"]`";
     let error = |f: String, message: String| src.error_at(c.referenced, f, message, None);
     match c.value {
         CommandFile::Shell(text) => {
@@ -365,9 +366,7 @@ fn command(
                     Some(hint.into()),
                 ));
             }
-            Template::parse(&text, scope)
-                .map(CommandSpec::Shell)
-                .map_err(|e| error(field.to_string(), e))
+            CommandSpec::parse(&text, scope).map_err(|e| error(field.to_string(), e))
         }
         CommandFile::Argv(argv) => {
             if argv.first().is_none_or(|a| a.trim().is_empty()) {

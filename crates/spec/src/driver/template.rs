@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 /// A value that can stand in a template.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Var {
     /// The port the driver picked for this replica.
     Port,
@@ -42,7 +42,7 @@ impl fmt::Display for Var {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
+pub(super) enum Part {
     Text(String),
     Var(Var),
 }
@@ -146,6 +146,20 @@ impl Template {
         &self.source
     }
 
+    /// The literal text and placeholders in order (literal braces already
+    /// unescaped).
+    pub(super) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// The placeholders the template uses, in order.
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v),
+            Part::Text(_) => None,
+        })
+    }
+
     /// Whether the template uses `var`.
     pub fn uses(&self, var: &Var) -> bool {
         self.parts
@@ -153,37 +167,57 @@ impl Template {
             .any(|p| matches!(p, Part::Var(v) if v == var))
     }
 
-    /// Fills in the placeholders. Values are inserted as they are, with no
-    /// shell quoting: in a `sh -c` command prefer environment variables for
-    /// values that may contain spaces or quotes.
+    /// Fills in the placeholders. Values are inserted as they are: the
+    /// result is one argument or one environment value, never shell text
+    /// (a command string that needs a shell goes through
+    /// [`ShellScript`](super::shell::ShellScript), which passes values as
+    /// positional parameters instead).
     pub fn render(&self, vars: &TemplateVars<'_>) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source.len());
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(v) => match v {
-                    Var::Port => match vars.port {
-                        Some(p) => out.push_str(&p.to_string()),
-                        None => return Err(RenderError::Unavailable(v.clone())),
-                    },
-                    Var::Replica => match vars.replica {
-                        Some(r) => out.push_str(&r.to_string()),
-                        None => return Err(RenderError::Unavailable(v.clone())),
-                    },
-                    Var::Version => out.push_str(vars.version),
-                    Var::Service => out.push_str(vars.service),
-                    Var::Artifact => match vars.artifact {
-                        Some(a) => out.push_str(a),
-                        None => return Err(RenderError::MissingArtifact),
-                    },
-                    Var::Config(key) => match vars.config.get(key) {
-                        Some(value) => out.push_str(value),
-                        None => return Err(RenderError::MissingConfig(key.clone())),
-                    },
-                },
+                Part::Var(v) => out.push_str(&v.value(vars)?),
             }
         }
         Ok(out)
+    }
+}
+
+impl Var {
+    /// Whether a release chooses this value (`backout release --version`,
+    /// `--artifact`, `--set`), as opposed to the spec or the driver. Such
+    /// values are data from whoever holds an operator token.
+    pub fn release_controlled(&self) -> bool {
+        matches!(self, Var::Version | Var::Artifact | Var::Config(_))
+    }
+
+    /// The value this placeholder stands for.
+    pub(super) fn value<'a>(
+        &self,
+        vars: &TemplateVars<'a>,
+    ) -> Result<std::borrow::Cow<'a, str>, RenderError> {
+        use std::borrow::Cow;
+        Ok(match self {
+            Var::Port => match vars.port {
+                Some(p) => Cow::Owned(p.to_string()),
+                None => return Err(RenderError::Unavailable(self.clone())),
+            },
+            Var::Replica => match vars.replica {
+                Some(r) => Cow::Owned(r.to_string()),
+                None => return Err(RenderError::Unavailable(self.clone())),
+            },
+            Var::Version => Cow::Borrowed(vars.version),
+            Var::Service => Cow::Borrowed(vars.service),
+            Var::Artifact => match vars.artifact {
+                Some(a) => Cow::Borrowed(a),
+                None => return Err(RenderError::MissingArtifact),
+            },
+            Var::Config(key) => match vars.config.get(key) {
+                Some(value) => Cow::Borrowed(value.as_str()),
+                None => return Err(RenderError::MissingConfig(key.clone())),
+            },
+        })
     }
 }
 

@@ -56,7 +56,7 @@ driver:
     };
     assert_eq!(
         p.command.render(&vars).unwrap(),
-        ["sh", "-c", "./app --port 20000 --version v2"]
+        ["./app", "--port", "20000", "--version", "v2"]
     );
     assert_eq!(p.env["DB"].render(&vars).unwrap(), "postgres://x");
 }
@@ -152,9 +152,11 @@ fn error_messages() {
     insta::assert_snapshot!(check_error("driver: {process: {command: ./a}, static: {}}\n"), @"svc.yaml:1:9: driver: a service has one driver; found both `process` and `static`");
     insta::assert_snapshot!(check_error("driver: {static: {endpoints: [http://a:1]}}\n"), @"svc.yaml:1:30: driver.static.endpoints: the static driver takes a version's endpoints from its release, not from the spec (hint: register them with the release: `backout release SERVICE --version V --set endpoints=http://10.0.0.5:8080,http://10.0.0.6:8080`)");
     insta::assert_snapshot!(check_error(&process("    replicas: 2\n")), @"svc.yaml:3:5: driver.process: missing field `command`");
-    insta::assert_snapshot!(check_error(&process("    command: ''\n")), @r#"svc.yaml:3:14: driver.process.command: the command is empty (hint: e.g. `./app --port {port}` (run by `sh -c`) or `[./app, --port, "{port}"]`)"#);
-    insta::assert_snapshot!(check_error(&process("    command: []\n")), @r#"svc.yaml:3:14: driver.process.command: the command list is empty or starts with an empty program name (hint: e.g. `./app --port {port}` (run by `sh -c`) or `[./app, --port, "{port}"]`)"#);
-    insta::assert_snapshot!(check_error(&process("    command: {run: ./a}\n")), @"svc.yaml:3:14: driver.process.command: invalid type: map, expected a command: a string run by `sh -c`, or a list of arguments");
+    insta::assert_snapshot!(check_error(&process("    command: ''\n")), @r#"svc.yaml:3:14: driver.process.command: the command is empty (hint: e.g. `./app --port {port}` or `[./app, --port, "{port}"]`)"#);
+    insta::assert_snapshot!(check_error(&process("    command: []\n")), @r#"svc.yaml:3:14: driver.process.command: the command list is empty or starts with an empty program name (hint: e.g. `./app --port {port}` or `[./app, --port, "{port}"]`)"#);
+    insta::assert_snapshot!(check_error(&process("    command: {run: ./a}\n")), @"svc.yaml:3:14: driver.process.command: invalid type: map, expected a command: a string, or a list of arguments");
+    insta::assert_snapshot!(check_error(&process("    command: 'echo ${X:-{artifact}}'\n")), @"svc.yaml:3:14: driver.process.command: a placeholder inside `${...}` cannot be passed safely; move it out of the expansion or use `env:`");
+    insta::assert_snapshot!(check_error(&process("    command: \"./app 'x {port}\"\n")), @"svc.yaml:3:14: driver.process.command: the command has a `'` that is never closed");
     insta::assert_snapshot!(check_error(&process("    command: ./app --port {prot}\n")), @"svc.yaml:3:14: driver.process.command: unknown placeholder `{prot}`; known: {port}, {version}, {replica}, {service}, {artifact}, {config.KEY} (write `{{` and `}}` for literal braces)");
     insta::assert_snapshot!(check_error(&process("    command: [./app, --port, '{prot}']\n")), @"svc.yaml:3:14: driver.process.command[2]: unknown placeholder `{prot}`; known: {port}, {version}, {replica}, {service}, {artifact}, {config.KEY} (write `{{` and `}}` for literal braces)");
     insta::assert_snapshot!(check_error(&process("    command: ./a\n    replicas: 0\n")), @"svc.yaml:4:5: driver.process.replicas: invalid value: integer `0`, expected a nonzero u32");
@@ -175,4 +177,115 @@ fn error_messages() {
     insta::assert_snapshot!(check_error("driver:\n  hooks: {deploy: ./d.sh, teardown: ./t.sh, timeout: 0s}\n"), @"svc.yaml:2:54: driver.hooks.timeout: must be above zero (hint: a script that runs longer is killed, e.g. `60s`)");
     insta::assert_snapshot!(check_error("driver:\n  hooks: {deploy: ./d.sh, teardown: ./t.sh, retries: 1000}\n"), @"svc.yaml:2:54: driver.hooks.retries: 1000 retries is more than the 100 allowed (hint: a script that fails this often needs fixing, not retrying)");
     insta::assert_snapshot!(check_error("driver:\n  hooks: {deploy: ./d.sh, teardown: ./t.sh, retries: -1}\n"), @"svc.yaml:2:54: driver.hooks.retries: invalid u32");
+}
+
+mod release_values {
+    //! No release value can change a command's shape: the number of
+    //! arguments and every argument that has no release placeholder in it
+    //! stay what the spec says, whatever `--artifact` and `--set` hold.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const STRINGS: &[&str] = &[
+        "./app --port {port} --artifact {artifact} --x={config.a}",
+        "'BIN' demo-app --port {port} --version {version} {artifact}",
+        "echo {artifact} > out; exec ./app \"{config.a}\" 'q{config.b}q' --v={version}",
+        "x=$(printf '%s' \"{artifact}\") && ./app \"$x\" {config.a} `echo {config.b}`",
+    ];
+
+    fn commands() -> Vec<CommandSpec> {
+        let mut out: Vec<CommandSpec> = STRINGS
+            .iter()
+            .map(|s| CommandSpec::parse(s, TemplateScope::Replica).unwrap())
+            .collect();
+        let argv = ["./app", "{artifact}", "a{config.a}b", "--port={port}"];
+        out.push(CommandSpec::Argv(
+            argv.iter()
+                .map(|a| Template::parse(a, TemplateScope::Replica).unwrap())
+                .collect(),
+        ));
+        out
+    }
+
+    /// Whether argument `i` of `cmd` may hold a release value.
+    fn value_slot(cmd: &CommandSpec, i: usize) -> bool {
+        match cmd {
+            CommandSpec::Words { argv, .. } | CommandSpec::Argv(argv) => {
+                argv[i].vars().any(Var::release_controlled)
+            }
+            CommandSpec::Shell(s) => i >= 4 && s.params()[i - 4].release_controlled(),
+        }
+    }
+
+    /// Values made of what a shell cares about most, and anything else.
+    fn value() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just(";".to_string()),
+            Just("'".to_string()),
+            Just("\"".to_string()),
+            Just("$(id)".to_string()),
+            Just("`id`".to_string()),
+            Just(" ".to_string()),
+            Just("\n".to_string()),
+            Just("\\".to_string()),
+            Just("{artifact}".to_string()),
+            Just("${1}".to_string()),
+            Just("*".to_string()),
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+    }
+
+    fn render(cmd: &CommandSpec, artifact: &str, a: &str, b: &str, version: &str) -> Vec<String> {
+        let config: BTreeMap<String, String> = [
+            ("a".to_string(), a.to_string()),
+            ("b".to_string(), b.to_string()),
+        ]
+        .into();
+        cmd.render(&TemplateVars {
+            service: "web",
+            version,
+            replica: Some(0),
+            port: Some(8080),
+            artifact: Some(artifact),
+            config: &config,
+        })
+        .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn no_value_changes_the_argument_vector(
+            artifact in value(),
+            a in value(),
+            b in value(),
+            version in "[a-z0-9][a-z0-9._-]{0,10}",
+        ) {
+            for cmd in commands() {
+                let base = render(&cmd, "x", "y", "z", "v1");
+                let got = render(&cmd, &artifact, &a, &b, &version);
+                prop_assert_eq!(base.len(), got.len(), "{}", cmd);
+                for (i, (x, y)) in base.iter().zip(&got).enumerate() {
+                    prop_assert!(x == y || value_slot(&cmd, i), "{cmd}: argument {i} became {y:?}");
+                }
+                if let CommandSpec::Shell(s) = &cmd {
+                    // The script is the same text whatever the values, and
+                    // each value is one whole argument after it.
+                    prop_assert_eq!(&got[2], s.script());
+                    for (var, value) in s.params().iter().zip(&got[4..]) {
+                        let want = match var {
+                            Var::Artifact => &artifact,
+                            Var::Config(k) if k == "a" => &a,
+                            Var::Config(_) => &b,
+                            Var::Version => &version,
+                            _ => continue,
+                        };
+                        prop_assert_eq!(value, want);
+                    }
+                }
+            }
+        }
+    }
 }
