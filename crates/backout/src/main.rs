@@ -131,3 +131,45 @@ fn quiet_broken_pipe() {
         report(info);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option that can carry a secret through the environment hides
+    /// the value in `--help` (which shows `[env: NAME=value]` otherwise).
+    #[test]
+    fn help_never_shows_a_secret_from_the_environment() {
+        fn walk(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let Some(env) = arg.get_env() else { continue };
+                let name = env.to_string_lossy().to_ascii_uppercase();
+                let secret = ["TOKEN", "SECRET", "PASSWORD", "KEY"]
+                    .iter()
+                    .any(|w| name.contains(w));
+                if secret {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "{path} --{}: the value of {name} shows in --help",
+                        arg.get_id()
+                    );
+                    found.push(format!("{path} {name}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&super::Cli::command(), "backout", &mut found);
+        // The walk sees the options it guards.
+        assert!(
+            found.iter().any(|f| f.contains("BACKOUT_FLAGS_TOKEN")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|f| f.contains("BACKOUT_TOKEN")),
+            "{found:?}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use backout_listen::credentials::Failures;
 use backout_proxy::admin::ApiError;
 use backout_proxy::{AdminState, Metrics};
 use backout_rollout::{Command, Input, MttrBreakdown, Release, RollbackRecord};
@@ -182,6 +183,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         })
         .with_state(state)
         .merge(flags)
+        // Failed authentication attempts are counted for `/metrics`.
+        .layer(axum::Extension(Arc::new(Failures::new("api"))))
 }
 
 /// Parses a JSON body, naming the field that is wrong.
@@ -284,7 +287,10 @@ async fn submit(
         .map_err(submit_error)
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    failures: Option<axum::Extension<Arc<Failures>>>,
+) -> Response {
     let mut text = state
         .proxy
         .as_ref()
@@ -292,6 +298,9 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         .unwrap_or_else(|| Metrics::new().render());
     if let Some(f) = &state.flags {
         text.push_str(&crate::ofrep::manage::metrics_text(&f.manager));
+    }
+    if let Some(axum::Extension(failures)) = failures {
+        text.push_str(&failures.render());
     }
     (
         [(

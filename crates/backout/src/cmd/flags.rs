@@ -33,7 +33,7 @@ pub struct ServeArgs {
     listen: SocketAddr,
     /// Accepted bearer token / X-API-Key (repeat for several). Without any,
     /// the server is open.
-    #[arg(long = "token", env = "BACKOUT_FLAGS_TOKEN")]
+    #[arg(long = "token", env = "BACKOUT_FLAGS_TOKEN", hide_env_values = true)]
     tokens: Vec<String>,
 }
 
@@ -52,7 +52,7 @@ pub struct Target {
     #[arg(long, env = "BACKOUT_FLAGS_SERVER")]
     server: Option<String>,
     /// Token for the server.
-    #[arg(long, env = "BACKOUT_FLAGS_TOKEN")]
+    #[arg(long, env = "BACKOUT_FLAGS_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Who is making the change (recorded in the event log).
     #[arg(long, env = "USER", default_value = "unknown")]

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use backout_listen::credentials::{self, Failure, Failures, Presented};
 use backout_proxy::admin::ApiError;
 use backout_store::Role;
 
@@ -92,35 +93,42 @@ fn unauthenticated(message: &str) -> Response {
 }
 
 async fn check(state: Arc<ApiState>, needed: Role, mut req: Request, next: Next) -> Response {
-    let secret = match req.headers().get(header::AUTHORIZATION) {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|s| s.trim().to_owned()),
-        // OFREP clients may send the token as an API key instead.
-        None => match req.headers().get("x-api-key") {
-            Some(value) => value.to_str().ok().map(|s| s.trim().to_owned()),
-            None => {
-                return unauthenticated(
-                    "this endpoint needs a token: send `Authorization: Bearer <token>` (create one with `backout token create`)",
-                );
-            }
-        },
+    let failures = req.extensions().get::<Arc<Failures>>().cloned();
+    let fail = |req: &Request, failure: Failure, who: Option<&str>| {
+        if let Some(f) = &failures {
+            let path = req.uri().path();
+            f.record(
+                failure,
+                backout_listen::peer(req.extensions()),
+                req.method().as_str(),
+                path,
+                who,
+            );
+        }
     };
-    let Some(secret) = secret else {
-        return unauthenticated(
-            "the Authorization header must be `Bearer <token>` (or send `X-API-Key: <token>`)",
-        );
+    let secret = match credentials::presented(req.headers()) {
+        Presented::Token(t) => t.to_owned(),
+        Presented::Nothing => {
+            fail(&req, Failure::Missing, None);
+            return unauthenticated(
+                "this endpoint needs a token: send `Authorization: Bearer <token>` (create one with `backout token create`)",
+            );
+        }
+        Presented::Malformed => {
+            fail(&req, Failure::Malformed, None);
+            return unauthenticated(
+                "the Authorization header must be `Bearer <token>` (or send `X-API-Key: <token>`)",
+            );
+        }
     };
     let store = Arc::clone(&state.store);
     let found = tokio::task::spawn_blocking(move || store.verify_token(&secret)).await;
     let info = match found {
         Ok(Ok(Some(info))) => info,
-        Ok(Ok(None)) => return unauthenticated("unknown or revoked token"),
+        Ok(Ok(None)) => {
+            fail(&req, Failure::Unknown, None);
+            return unauthenticated("unknown or revoked token");
+        }
         Ok(Err(e)) => {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -141,6 +149,7 @@ async fn check(state: Arc<ApiState>, needed: Role, mut req: Request, next: Next)
         }
     };
     if !info.role.allows(needed) {
+        fail(&req, Failure::Forbidden, Some(&info.name));
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

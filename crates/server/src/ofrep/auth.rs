@@ -1,57 +1,68 @@
 //! Authentication for the flag endpoints: a bearer token
-//! (`Authorization: Bearer …`) or an API key (`X-API-Key: …`), as the OFREP
-//! document's two security schemes say. With no tokens configured the
-//! endpoints are open (a loopback-only development server).
+//! (`Authorization: Bearer …`, the scheme in any case) or an API key
+//! (`X-API-Key: …`), as the OFREP document's two security schemes say.
+//! With no tokens configured the endpoints are open (a loopback-only
+//! development server). Failed attempts are logged without the token and
+//! counted in `backout_auth_failures_total{listener="flags"}`.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use backout_listen::credentials::{self, Failure, Failures, Presented};
 
-/// The accepted tokens.
-#[derive(Debug, Clone, Default)]
-pub struct Tokens(Arc<Vec<String>>);
+/// The accepted tokens, and the failed attempts to present one.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    accepted: Arc<Vec<String>>,
+    failures: Arc<Failures>,
+}
+
+impl Default for Tokens {
+    fn default() -> Tokens {
+        Tokens::new(Vec::new())
+    }
+}
 
 impl Tokens {
     pub fn new(tokens: Vec<String>) -> Tokens {
-        Tokens(Arc::new(
-            tokens.into_iter().filter(|t| !t.is_empty()).collect(),
-        ))
+        Tokens {
+            accepted: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
+            failures: Arc::new(Failures::new("flags")),
+        }
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.is_empty()
+        self.accepted.is_empty()
     }
 
-    /// Checks the request headers: `Ok` when allowed, otherwise the status
-    /// to answer with (401 without credentials, 403 with wrong ones).
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), StatusCode> {
+    /// The failed attempts so far, for `/metrics`.
+    pub fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// Checks the request headers: `Ok` when allowed, otherwise why not
+    /// (401 without usable credentials, 403 with a wrong token).
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Failure> {
         if self.is_open() {
             return Ok(());
         }
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-        let presented: Vec<&str> = bearer.into_iter().chain(api_key).collect();
-        if presented.is_empty() {
-            return Err(StatusCode::UNAUTHORIZED);
-        }
-        let accepted = presented.iter().any(|p| {
-            self.0
-                .iter()
-                .any(|t| constant_time_eq(p.trim().as_bytes(), t.as_bytes()))
-        });
-        if accepted {
-            Ok(())
-        } else {
-            Err(StatusCode::FORBIDDEN)
+        match credentials::presented(headers) {
+            Presented::Nothing => Err(Failure::Missing),
+            Presented::Malformed => Err(Failure::Malformed),
+            Presented::Token(p) => {
+                let accepted = self
+                    .accepted
+                    .iter()
+                    .any(|t| constant_time_eq(p.as_bytes(), t.as_bytes()));
+                if accepted {
+                    Ok(())
+                } else {
+                    Err(Failure::Unknown)
+                }
+            }
         }
     }
 }
@@ -66,11 +77,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub async fn require_token(State(tokens): State<Tokens>, request: Request, next: Next) -> Response {
     match tokens.check(request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(status) => {
-            let details = if status == StatusCode::UNAUTHORIZED {
-                "credentials required: send `Authorization: Bearer <token>` or `X-API-Key: <token>`"
-            } else {
-                "the token is not accepted by this server"
+        Err(failure) => {
+            tokens.failures.record(
+                failure,
+                backout_listen::peer(request.extensions()),
+                request.method().as_str(),
+                request.uri().path(),
+                None,
+            );
+            let (status, details) = match failure {
+                Failure::Unknown | Failure::Forbidden => (
+                    StatusCode::FORBIDDEN,
+                    "the token is not accepted by this server",
+                ),
+                Failure::Missing | Failure::Malformed => (
+                    StatusCode::UNAUTHORIZED,
+                    "credentials required: send `Authorization: Bearer <token>` or `X-API-Key: <token>`",
+                ),
             };
             (
                 status,
@@ -86,7 +109,7 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn check(tokens: &[&str], headers: &[(&'static str, &str)], expected: Result<(), StatusCode>) {
+    fn check(tokens: &[&str], headers: &[(&'static str, &str)], expected: Result<(), Failure>) {
         let tokens = Tokens::new(tokens.iter().map(|t| t.to_string()).collect());
         let mut map = HeaderMap::new();
         for (name, value) in headers {
@@ -98,18 +121,19 @@ mod tests {
     #[test]
     fn schemes() {
         check(&[], &[], Ok(()));
-        check(&["s3cret"], &[], Err(StatusCode::UNAUTHORIZED));
+        check(&["s3cret"], &[], Err(Failure::Missing));
         check(&["s3cret"], &[("authorization", "Bearer s3cret")], Ok(()));
+        check(&["s3cret"], &[("authorization", "BEARER s3cret")], Ok(()));
         check(&["s3cret"], &[("x-api-key", "s3cret")], Ok(()));
         check(
             &["s3cret"],
             &[("authorization", "Bearer nope")],
-            Err(StatusCode::FORBIDDEN),
+            Err(Failure::Unknown),
         );
         check(
             &["s3cret"],
             &[("authorization", "Basic s3cret")],
-            Err(StatusCode::UNAUTHORIZED),
+            Err(Failure::Malformed),
         );
         check(&["a", "b"], &[("x-api-key", "b")], Ok(()));
     }

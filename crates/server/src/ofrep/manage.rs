@@ -223,7 +223,7 @@ pub fn routes(manager: Manager, tokens: Tokens) -> Router {
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
-                .with_state(manager),
+                .with_state((manager, tokens.clone())),
         )
         .layer(axum::middleware::from_fn_with_state(
             tokens,
@@ -458,12 +458,10 @@ async fn stale_report(
     }
 }
 
-async fn metrics(State(m): State<Manager>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics_text(&m),
-    )
-        .into_response()
+async fn metrics(State((m, tokens)): State<(Manager, auth::Tokens)>) -> Response {
+    let mut text = metrics_text(&m);
+    text.push_str(&tokens.failures().render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Prometheus text exposition: the stale report as a gauge per flag, and

@@ -1,0 +1,19 @@
+//! What every control listener of backout shares: the control-plane API
+//! (`backout up`), the proxy's admin API and the standalone flag server.
+//! They live in different crates (`server`, `proxy`), and an attacker
+//! tries all three the same way, so they defend themselves the same way.
+//!
+//! - [`credentials`]: reading a token out of a request, and counting and
+//!   logging the attempts that fail.
+
+pub mod credentials;
+
+/// The client's address, in each request's extensions when the listener
+/// knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The client's address of a request, if the listener recorded it.
+pub fn peer(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions.get::<Peer>().map(|p| p.0)
+}
