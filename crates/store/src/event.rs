@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// An event to append. The store assigns its `seq`.
+///
+/// Its strings may hold any Unicode but NUL (U+0000), which PostgreSQL's
+/// text type cannot store; the body may hold anything JSON can.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
     /// The service the event belongs to, or `""` for events of no service
@@ -99,6 +102,21 @@ impl NewEvent {
             return Err(invalid(
                 "`idempotency_key` is empty; give a unique key or none",
             ));
+        }
+        // PostgreSQL's text cannot hold NUL, and no name or reason needs
+        // one; bodies can (JSON escapes it).
+        for (field, value) in [
+            ("service", Some(&self.service)),
+            ("kind", Some(&self.kind)),
+            ("actor", Some(&self.actor)),
+            ("reason", self.reason.as_ref()),
+            ("idempotency_key", self.idempotency_key.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(invalid(&format!(
+                    "`{field}` contains a NUL character (U+0000); remove it"
+                )));
+            }
         }
         Ok(())
     }
@@ -201,5 +219,21 @@ mod tests {
             "event 3 of the batch is invalid: `idempotency_key` is empty; give a unique key or \
              none; nothing of the batch was appended",
         );
+        check(
+            "a\0b",
+            None,
+            "event 3 of the batch is invalid: `kind` contains a NUL character (U+0000); remove \
+             it; nothing of the batch was appended",
+        );
+        check(
+            "x",
+            Some("k\0"),
+            "event 3 of the batch is invalid: `idempotency_key` contains a NUL character \
+             (U+0000); remove it; nothing of the batch was appended",
+        );
+        let mut ev = NewEvent::new("svc", "x", "test", 0, serde_json::json!("a\0b"));
+        ev.validate(0).unwrap();
+        ev.reason = Some("\0".to_owned());
+        ev.validate(0).unwrap_err();
     }
 }

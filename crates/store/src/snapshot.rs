@@ -21,6 +21,17 @@ pub struct Snapshot {
     pub body: serde_json::Value,
 }
 
+/// Checks a snapshot's service name before any I/O.
+pub(crate) fn validate_service(service: &str) -> Result<(), StoreError> {
+    if service.contains('\0') {
+        return Err(StoreError::InvalidValue {
+            what: format!("snapshot service {service:?}"),
+            detail: "it contains a NUL character (U+0000)".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Saved folds of the event log.
 pub trait Snapshots: Send + Sync {
     /// Saves (or replaces) the snapshot of `service` up to `up_to_seq`.

@@ -15,6 +15,7 @@
 
 mod errors;
 mod events;
+mod leases;
 mod migrate;
 mod snapshots;
 mod tokens;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::StoreError;
+use crate::lease::{self, Check, Fence};
 
 pub use migrate::SCHEMA_VERSION;
 
@@ -59,6 +61,7 @@ pub struct SqliteStore {
     busy_timeout: Duration,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    fence: Fence,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -111,6 +114,7 @@ impl SqliteStore {
             busy_timeout: options.busy_timeout,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            fence: Fence::default(),
         })
     }
 
@@ -129,7 +133,38 @@ impl SqliteStore {
     /// Runs `f` in an immediate write transaction, committing on `Ok`. A
     /// commit that returns is on disk (`synchronous=FULL`); on `Err` the
     /// transaction is rolled back when dropped.
+    ///
+    /// Once this store object has campaigned, the transaction first checks
+    /// the lease row: the write lock it holds is the one a takeover needs,
+    /// so the lease cannot change hands before the commit.
     fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&errors::Ctx<'_>, &rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let check = self.fence.check();
+        if let Check::Refuse { last_won } = check {
+            use crate::Leases;
+            return Err(StoreError::Fenced {
+                term: last_won,
+                leader: self.leader().ok().flatten(),
+            });
+        }
+        self.transaction(op, |ctx, tx| {
+            if let Check::Lease { holder, term } = &check {
+                let row = leases::row(ctx, tx)?;
+                if row.holder != *holder || row.term != *term {
+                    self.fence.lost(*term);
+                    return Err(lease::fenced(*term, &row));
+                }
+            }
+            f(ctx, tx)
+        })
+    }
+
+    /// An immediate transaction without the fencing check (the election's
+    /// own).
+    fn transaction<T>(
         &self,
         op: &'static str,
         f: impl FnOnce(&errors::Ctx<'_>, &rusqlite::Transaction<'_>) -> Result<T, StoreError>,
@@ -191,7 +226,7 @@ fn configure_writer(ctx: &errors::Ctx<'_>, conn: &Connection) -> Result<(), Stor
         .map_err(|e| ctx.err(op, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Access {
-            path: ctx.path.to_path_buf(),
+            location: ctx.location(),
             detail: format!(
                 "SQLite could not switch it to WAL mode (it stays in {mode:?}); network and \
                  some container file systems cannot hold a WAL: use a local disk"

@@ -10,22 +10,29 @@
 //! died: each must come back whole, as duplicates or as new events, never
 //! half of each, and an acknowledged one only as duplicates.
 //!
+//! It runs on both backends: a SQLite file, and a PostgreSQL schema on the
+//! server `BACKOUT_TEST_POSTGRES` names (the server stays up; the client
+//! process dies).
+//!
 //! `BACKOUT_STORE_CRASH_ROUNDS` (default 12) and `BACKOUT_STORE_CRASH_SEED`
 //! (default 1) change the rounds and the kill moments.
 #![allow(clippy::unwrap_used)]
 #![cfg(unix)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use backout_store::{EventLog, NewEvent, SqliteStore, StoredEvent};
+use backout_store::{NewEvent, PgStore, SqliteStore, Store, StoredEvent};
 use serde_json::json;
+use support::{Fresh, pg_options};
 
 const CHILD: &str = "BACKOUT_STORE_CRASH_CHILD";
+const SCHEMA: &str = "BACKOUT_STORE_CRASH_SCHEMA";
 const ROUND: &str = "BACKOUT_STORE_CRASH_ROUND";
 const PREV_ACKED: &str = "BACKOUT_STORE_CRASH_PREV_ACKED";
 
@@ -67,7 +74,7 @@ fn crash_child() {
         return; // Only meaningful when run by `sigkill_at_random_moments`.
     };
     let round = env_u64(ROUND, 0);
-    let store = SqliteStore::open(&path).unwrap();
+    let store = open(&path, &std::env::var(SCHEMA).unwrap_or_default());
     let mut out = std::io::stdout().lock();
     // Replay the previous round's last acknowledged batch and the one after
     // it (in flight when the child died, or never started).
@@ -97,6 +104,16 @@ fn crash_child() {
     }
 }
 
+/// The store at `location`: a PostgreSQL schema when `schema` is given,
+/// else a SQLite file.
+fn open(location: &str, schema: &str) -> Box<dyn Store> {
+    if schema.is_empty() {
+        Box::new(SqliteStore::open(location).unwrap())
+    } else {
+        Box::new(PgStore::open_with(location, &pg_options(schema)).unwrap())
+    }
+}
+
 /// What a child printed before it died: only whole lines count.
 struct Report {
     acked: Vec<(String, i64, i64)>,
@@ -114,10 +131,11 @@ enum Kill {
     AfterFirstAck(Duration),
 }
 
-fn run_child(path: &Path, round: u64, prev_acked: u64, kill: &Kill) -> Report {
+fn run_child(place: &(String, String), round: u64, prev_acked: u64, kill: &Kill) -> Report {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, path)
+        .env(CHILD, &place.0)
+        .env(SCHEMA, &place.1)
         .env(ROUND, round.to_string())
         .env(PREV_ACKED, prev_acked.to_string())
         .stdout(Stdio::piped())
@@ -242,11 +260,16 @@ fn verify(all: &[StoredEvent], acked: &HashMap<String, (i64, i64)>) {
 
 #[test]
 fn sigkill_at_random_moments() {
+    for place in Fresh::each() {
+        sigkill_at_random_moments_in(&place);
+    }
+}
+
+fn sigkill_at_random_moments_in(t: &Fresh) {
     let rounds = env_u64("BACKOUT_STORE_CRASH_ROUNDS", 12);
     let seed = env_u64("BACKOUT_STORE_CRASH_SEED", 1);
     let mut rng = fastrand::Rng::with_seed(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data/backout.db");
+    let place = t.location();
     let mut acked: HashMap<String, (i64, i64)> = HashMap::new();
     let mut prev_acked = 0;
     let mut total = 0;
@@ -259,7 +282,7 @@ fn sigkill_at_random_moments() {
         } else {
             Kill::AfterFirstAck(Duration::from_millis(rng.u64(0..300)))
         };
-        let report = run_child(&path, round, prev_acked, &kill);
+        let report = run_child(&place, round, prev_acked, &kill);
         for (id, outcome, seq) in &report.replays {
             assert_ne!(outcome, "mixed", "replayed batch {id} was half stored");
             if let Some(span) = acked.get(id) {
@@ -274,7 +297,7 @@ fn sigkill_at_random_moments() {
         }
         prev_acked = report.acked.len() as u64;
         total += report.acked.len();
-        let store = SqliteStore::open(&path).unwrap();
+        let store = t.open();
         let all = store.read(0, usize::MAX).unwrap();
         // Replayed batches acknowledged as new: fill in their last seq now.
         for span in acked.values_mut().filter(|s| s.1 == 0) {
@@ -287,7 +310,8 @@ fn sigkill_at_random_moments() {
         }
         verify(&all, &acked);
         println!(
-            "round {round}: killed {kill:?}, {} batches acknowledged, {} events stored",
+            "{}: round {round}: killed {kill:?}, {} batches acknowledged, {} events stored",
+            t.name(),
             report.acked.len(),
             all.len()
         );
@@ -297,7 +321,7 @@ fn sigkill_at_random_moments() {
         "the children acknowledged only {total} batches: the test proved little"
     );
     // Appending continues right after the last stored event.
-    let store = SqliteStore::open(&path).unwrap();
+    let store = t.open();
     let last = store.last_seq().unwrap();
     let next = store
         .append(vec![NewEvent::new(

@@ -1,26 +1,24 @@
-//! The store against a real SQLite file in a temporary directory: the event
-//! log, snapshots, tokens, opening and its failures, concurrency, and
-//! round-trips of arbitrary values.
+//! The store against a real SQLite file in a temporary directory and a
+//! real PostgreSQL server (`BACKOUT_TEST_POSTGRES`), from the same test
+//! code: the event log, snapshots, tokens, leases and fencing, opening and
+//! its failures, concurrency, and round-trips of arbitrary values.
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 mod store {
     mod concurrency;
     mod event_log;
+    mod leases;
     mod open;
+    mod open_postgres;
     mod roundtrip;
     mod snapshots;
     mod tokens;
 }
 
-use backout_store::{SqliteStore, StoreError};
-use tempfile::TempDir;
-
-/// A fresh store in its own temporary directory (kept alive by the guard).
-pub fn temp_store() -> (TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("data/backout.db")).unwrap();
-    (dir, store)
-}
+use backout_store::StoreError;
+pub use support::{Kind, TestStore, backends};
 
 /// The variant name of an error, for compact transcripts.
 pub fn variant(e: &StoreError) -> String {

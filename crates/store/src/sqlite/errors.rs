@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::ErrorCode;
 
-use crate::StoreError;
+use crate::{Location, StoreError};
 
 /// What every error needs to name: the file, and how long a busy write
 /// waited.
@@ -15,12 +15,17 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The file, as errors name it.
+    pub fn location(&self) -> Location {
+        Location::File(self.path.to_path_buf())
+    }
+
     /// Classifies a SQLite error raised while doing `op`.
     pub fn err(&self, op: &'static str, e: rusqlite::Error) -> StoreError {
-        let path = self.path.to_path_buf();
+        let location = self.location();
         let rusqlite::Error::SqliteFailure(failure, message) = &e else {
             return StoreError::Backend {
-                path,
+                location,
                 op,
                 source: Box::new(e),
             };
@@ -28,24 +33,26 @@ impl Ctx<'_> {
         let detail = message.clone().unwrap_or_else(|| failure.to_string());
         match failure.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Busy {
-                path,
+                location,
                 op,
                 waited_ms: u64::try_from(self.busy_timeout.as_millis()).unwrap_or(u64::MAX),
             },
-            ErrorCode::DiskFull => StoreError::DiskFull { path, op },
-            ErrorCode::DatabaseCorrupt => StoreError::Corrupt { path, detail },
+            ErrorCode::DiskFull => StoreError::DiskFull { location, op },
+            ErrorCode::DatabaseCorrupt => StoreError::Corrupt { location, detail },
             ErrorCode::NotADatabase => StoreError::Foreign {
-                path,
+                location,
                 detail: format!("not an SQLite file, or its header is damaged: {detail}"),
             },
             ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
-                StoreError::Access { path, detail }
+                StoreError::Access { location, detail }
             }
-            ErrorCode::SystemIoFailure | ErrorCode::NoLargeFileSupport => {
-                StoreError::Io { path, op, detail }
-            }
+            ErrorCode::SystemIoFailure | ErrorCode::NoLargeFileSupport => StoreError::Io {
+                location,
+                op,
+                detail,
+            },
             _ => StoreError::Backend {
-                path,
+                location,
                 op,
                 source: Box::new(e),
             },
@@ -55,7 +62,7 @@ impl Ctx<'_> {
     /// A stored value that does not decode: the file was damaged or edited.
     pub fn decode(&self, what: impl Into<String>, detail: impl ToString) -> StoreError {
         StoreError::Decode {
-            path: self.path.to_path_buf(),
+            location: self.location(),
             what: what.into(),
             detail: detail.to_string(),
         }

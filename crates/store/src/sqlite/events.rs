@@ -115,7 +115,7 @@ impl EventLog for SqliteStore {
                     continue;
                 }
                 let body = serde_json::to_string(&ev.body).map_err(|e| StoreError::Backend {
-                    path: ctx.path.to_path_buf(),
+                    location: ctx.location(),
                     op,
                     source: Box::new(e),
                 })?;

@@ -90,6 +90,29 @@ const MIGRATIONS: &[Migration] = &[
         ALTER TABLE tokens_v2 RENAME TO tokens;
     "#,
     },
+    Migration {
+        version: 3,
+        name: "the leader lease",
+        sql: r#"
+        -- One row: who leads, under which term, until when (milliseconds
+        -- since the epoch on this machine's clock, the only clock a SQLite
+        -- file has). An empty holder means the lease is free.
+        CREATE TABLE lease (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            holder        TEXT    NOT NULL,
+            advertise     TEXT    NOT NULL,
+            term          INTEGER NOT NULL CHECK (term >= 0),
+            expires_at_ms INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO lease (id, holder, advertise, term, expires_at_ms) VALUES (1, '', '', 0, 0);
+        -- Fencing rests on terms only ever growing: a deleted row or a
+        -- lowered term could hand an old term out again.
+        CREATE TRIGGER lease_no_delete BEFORE DELETE ON lease
+            BEGIN SELECT RAISE(ABORT, 'the lease row is never deleted: its term only grows'); END;
+        CREATE TRIGGER lease_term_grows BEFORE UPDATE OF term ON lease WHEN NEW.term < OLD.term
+            BEGIN SELECT RAISE(ABORT, 'the lease term never goes down'); END;
+    "#,
+    },
 ];
 
 /// The schema version this binary writes.
@@ -106,7 +129,7 @@ pub(super) fn check_is_ours(ctx: &Ctx<'_>, conn: &Connection) -> Result<(), Stor
         return Ok(());
     }
     let foreign = |detail: String| StoreError::Foreign {
-        path: ctx.path.to_path_buf(),
+        location: ctx.location(),
         detail,
     };
     if app_id != 0 {
@@ -161,7 +184,7 @@ fn migrate_to(ctx: &Ctx<'_>, conn: &mut Connection, target: i64) -> Result<(), S
         .map_err(|e| ctx.err(op, e))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
-            path: ctx.path.to_path_buf(),
+            location: ctx.location(),
             found,
             known: SCHEMA_VERSION,
         });

@@ -17,9 +17,10 @@ impl Snapshots for SqliteStore {
         up_to_seq: i64,
         body: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        crate::snapshot::validate_service(service)?;
         let op = "saving a snapshot";
         let body = serde_json::to_string(body).map_err(|e| StoreError::Backend {
-            path: self.path.clone(),
+            location: crate::Location::File(self.path.clone()),
             op,
             source: Box::new(e),
         })?;

@@ -1,19 +1,26 @@
 //! Appends from several threads, through one store and through two stores
-//! on the same file (two connections, as two processes would have): batches
-//! never interleave and seqs are never reused or skipped.
+//! on the same data (separate connections, as two processes would have),
+//! on both backends: batches never interleave and seqs are never reused or
+//! skipped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use backout_store::{EventLog, NewEvent, SqliteStore};
+use backout_store::NewEvent;
 use serde_json::json;
+
+use crate::{TestStore, backends};
 
 #[test]
 fn threads_never_interleave_batches_or_reuse_seqs() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("backout.db");
-    let first = Arc::new(SqliteStore::open(&path).unwrap());
-    let second = Arc::new(SqliteStore::open(&path).unwrap());
+    for t in backends() {
+        threads_never_interleave_batches_or_reuse_seqs_in(&t);
+    }
+}
+
+fn threads_never_interleave_batches_or_reuse_seqs_in(t: &TestStore) {
+    let first = Arc::clone(&t.store);
+    let second = t.reopen();
     let threads = 6;
     let batches = 40;
 
@@ -90,11 +97,17 @@ fn threads_never_interleave_batches_or_reuse_seqs() {
 
 #[test]
 fn racing_retries_apply_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path().join("backout.db")).unwrap());
+    for t in backends() {
+        racing_retries_apply_once_in(&t);
+    }
+}
+
+fn racing_retries_apply_once_in(t: &TestStore) {
+    let stores = [Arc::clone(&t.store), t.reopen()];
+    let store = &t.store;
     let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let store = Arc::clone(&store);
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
             std::thread::spawn(move || {
                 (0..50)
                     .map(|k| {

@@ -1,7 +1,7 @@
 //! The event log, driven by small scripts.
 //!
 //! `check(script, transcript)` runs the `;`-separated operations of
-//! `script` against a fresh store and compares what each printed, joined by
+//! `script` against a fresh store of each backend and compares what each printed, joined by
 //! ` | `:
 //!
 //! * `+ EV…` appends one batch; `EV` is `service/kind`, `-` for the empty
@@ -15,10 +15,10 @@
 //!
 //! An error prints `!Variant`.
 
-use backout_store::{EventLog, NewEvent, StoredEvent};
+use backout_store::{NewEvent, StoredEvent};
 use serde_json::json;
 
-use crate::{temp_store, variant};
+use crate::{TestStore, backends, variant};
 
 fn event(spec: &str) -> NewEvent {
     let (ev, key) = match spec.split_once('#') {
@@ -66,7 +66,17 @@ fn batches(events: &[StoredEvent]) -> String {
 }
 
 fn check(script: &str, expected: &str) {
-    let (_dir, store) = temp_store();
+    for store in backends() {
+        assert_eq!(
+            run(&store, script),
+            expected,
+            "{}: script: {script}",
+            store.name()
+        );
+    }
+}
+
+fn run(store: &TestStore, script: &str) -> String {
     let mut out = Vec::new();
     for op in script.split(';').map(str::trim) {
         let words: Vec<&str> = op.split_whitespace().collect();
@@ -101,7 +111,7 @@ fn check(script: &str, expected: &str) {
         };
         out.push(printed);
     }
-    assert_eq!(out.join(" | "), expected, "script: {script}");
+    out.join(" | ")
 }
 
 #[test]
@@ -166,7 +176,12 @@ fn idempotency_keys() {
 
 #[test]
 fn appended_events_read_back_as_returned() {
-    let (_dir, store) = temp_store();
+    for store in backends() {
+        appended_events_read_back_as_returned_in(&store);
+    }
+}
+
+fn appended_events_read_back_as_returned_in(store: &TestStore) {
     let ev = NewEvent::new(
         "web",
         "input.command",
@@ -217,16 +232,37 @@ fn appended_events_read_back_as_returned() {
 
 #[test]
 fn reopening_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("backout.db");
-    let first = {
-        let store = backout_store::SqliteStore::open(&path).unwrap();
-        store.append(vec![event("a/x#k"), event("b/y")]).unwrap();
-        store.read(0, 10).unwrap()
-    };
-    let store = backout_store::SqliteStore::open(&path).unwrap();
-    assert_eq!(store.read(0, 10).unwrap(), first);
-    let next = store.append(vec![event("a/x#k"), event("c/z")]).unwrap();
-    assert_eq!((next[0].event.seq, next[0].duplicate), (1, true));
-    assert_eq!((next[1].event.seq, next[1].duplicate), (3, false));
+    for t in backends() {
+        t.append(vec![event("a/x#k"), event("b/y")]).unwrap();
+        let first = t.read(0, 10).unwrap();
+        let store = t.reopen();
+        assert_eq!(store.read(0, 10).unwrap(), first, "{}", t.name());
+        let next = store.append(vec![event("a/x#k"), event("c/z")]).unwrap();
+        assert_eq!((next[0].event.seq, next[0].duplicate), (1, true));
+        assert_eq!((next[1].event.seq, next[1].duplicate), (3, false));
+    }
+}
+
+#[test]
+fn nul_characters_are_refused_whole() {
+    check("+ a/x a/b\0c; l", "!InvalidEvent | 0");
+    for t in backends() {
+        let mut ev = event("a/x");
+        ev.reason = Some("why\0".to_owned());
+        let err = t.append(vec![ev]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`reason` contains a NUL character"),
+            "{err}"
+        );
+        // Reads with NUL find nothing rather than failing.
+        assert_eq!(t.read_service("a\0", 0, 9).unwrap(), vec![]);
+        assert_eq!(t.find_key("k\0").unwrap(), None);
+        // A NUL in a body is data like any other.
+        let mut ev = event("a/x");
+        ev.body = json!({"s": "a\0b"});
+        let a = t.append(vec![ev.clone()]).unwrap();
+        assert_eq!(t.read(0, 9).unwrap()[0].body, ev.body, "{}", t.name());
+        assert_eq!(a[0].event.seq, 1);
+    }
 }

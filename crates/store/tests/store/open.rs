@@ -1,5 +1,6 @@
-//! Opening files, good and bad, and failing writes: every failure is an
-//! error that names the file and says what to do, never a panic.
+//! Opening SQLite files, good and bad, and failing writes: every failure is
+//! an error that names the file and says what to do, never a panic.
+//! (PostgreSQL's counterparts are in `open_postgres.rs`.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -278,4 +279,16 @@ fn a_full_disk_stores_nothing_of_the_failed_batch() {
     let store = SqliteStore::open(&path).unwrap();
     let next = store.append(vec![ev(0)]).unwrap();
     assert_eq!(next[0].event.seq, acked + 1);
+}
+
+#[test]
+fn open_picks_the_backend_from_the_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x/backout.db");
+    let store = backout_store::open(path.to_str().unwrap()).unwrap();
+    assert!(format!("{store:?}").starts_with("SqliteStore"), "{store:?}");
+    store.append(vec![ev(1)]).unwrap();
+    assert!(path.is_file());
+    let err = backout_store::open("sqlite:///tmp/x.db").unwrap_err();
+    assert_eq!(variant(&err), "!BadLocation");
 }

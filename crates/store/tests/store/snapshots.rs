@@ -1,7 +1,7 @@
 //! Snapshots, driven by small scripts.
 //!
 //! `check(script, transcript)` runs `;`-separated operations against a
-//! fresh store; their outputs are joined by ` | `:
+//! fresh store of each backend; their outputs are joined by ` | `:
 //!
 //! * `+ SERVICE N` appends N events of SERVICE (one batch); prints the
 //!   last seq.
@@ -9,13 +9,23 @@
 //! * `latest SERVICE` prints `UPTO JSON`, or `none`.
 //! * `count SERVICE` prints how many snapshots of SERVICE are kept.
 
-use backout_store::{EventLog, NewEvent, Snapshots};
+use backout_store::NewEvent;
 use serde_json::Value;
 
-use crate::{temp_store, variant};
+use crate::{TestStore, backends, variant};
 
 fn check(script: &str, expected: &str) {
-    let (dir, store) = temp_store();
+    for store in backends() {
+        assert_eq!(
+            run(&store, script),
+            expected,
+            "{}: script: {script}",
+            store.name()
+        );
+    }
+}
+
+fn run(store: &TestStore, script: &str) -> String {
     let mut out = Vec::new();
     for op in script.split(';').map(str::trim) {
         let words: Vec<&str> = op.split_whitespace().collect();
@@ -42,21 +52,16 @@ fn check(script: &str, expected: &str) {
                 }
                 None => "none".to_owned(),
             },
-            ["count", service] => {
-                let conn = rusqlite::Connection::open(dir.path().join("data/backout.db")).unwrap();
-                conn.query_row(
-                    "SELECT count(*) FROM snapshots WHERE service = ?1",
-                    [service],
-                    |r| r.get::<_, i64>(0),
-                )
-                .unwrap()
-                .to_string()
-            }
+            ["count", service] => store
+                .raw_i64(&format!(
+                    "SELECT count(*) FROM snapshots WHERE service = '{service}'"
+                ))
+                .to_string(),
             _ => panic!("bad op {op:?}"),
         };
         out.push(printed);
     }
-    assert_eq!(out.join(" | "), expected, "script: {script}");
+    out.join(" | ")
 }
 
 #[test]
@@ -110,4 +115,13 @@ fn keeps_the_newest_two() {
         "+ web 5; save web 1 1; save api 2 2; save web 3 3; save web 4 4; count web; count api",
         "5 | ok | ok | ok | ok | 2 | 1",
     );
+}
+
+#[test]
+fn a_nul_in_a_service_name_is_refused() {
+    for t in backends() {
+        let err = t.save_snapshot("a\0b", 0, &Value::Null).unwrap_err();
+        assert_eq!(variant(&err), "!InvalidValue", "{}", t.name());
+        assert_eq!(t.latest_snapshot("a\0b").unwrap(), None);
+    }
 }

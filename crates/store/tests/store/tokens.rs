@@ -1,7 +1,7 @@
 //! API tokens, driven by small scripts.
 //!
 //! `check(script, transcript)` runs `;`-separated operations against a
-//! fresh store; their outputs are joined by ` | `:
+//! fresh store of each backend; their outputs are joined by ` | `:
 //!
 //! * `create NAME ROLE` creates a token and remembers its secret as NAME's
 //!   latest; prints `ok` or `!Variant`.
@@ -13,9 +13,9 @@
 
 use std::collections::HashMap;
 
-use backout_store::{Role, TokenInfo, Tokens};
+use backout_store::{Role, TokenInfo};
 
-use crate::{temp_store, variant};
+use crate::{TestStore, backends, variant};
 
 fn show(info: Option<TokenInfo>) -> String {
     info.map_or("none".to_owned(), |t| {
@@ -24,7 +24,17 @@ fn show(info: Option<TokenInfo>) -> String {
 }
 
 fn check(script: &str, expected: &str) {
-    let (_dir, store) = temp_store();
+    for store in backends() {
+        assert_eq!(
+            run(&store, script),
+            expected,
+            "{}: script: {script}",
+            store.name()
+        );
+    }
+}
+
+fn run(store: &TestStore, script: &str) -> String {
     let mut secrets: HashMap<String, Vec<String>> = HashMap::new();
     let mut out = Vec::new();
     for (clock, op) in script.split(';').map(str::trim).enumerate() {
@@ -63,7 +73,7 @@ fn check(script: &str, expected: &str) {
         };
         out.push(printed);
     }
-    assert_eq!(out.join(" | "), expected, "script: {script}");
+    out.join(" | ")
 }
 
 #[test]
@@ -146,7 +156,7 @@ fn the_last_admin_token_stays() {
     );
     // A store without admins (tokens made by hand) can still lose the rest.
     check("create v viewer; revoke v; list", "ok | true | ");
-    let (_dir, store) = temp_store();
+    let store = TestStore::sqlite();
     store.create_token("root", Role::Admin, 0).unwrap();
     let err = store.revoke_token("root").unwrap_err().to_string();
     assert_eq!(
@@ -162,31 +172,35 @@ fn the_last_admin_token_stays() {
 /// transaction).
 #[test]
 fn racing_revocations_leave_an_admin() {
-    for _ in 0..20 {
-        let (dir, store) = temp_store();
-        store.create_token("a", Role::Admin, 0).unwrap();
-        store.create_token("b", Role::Admin, 0).unwrap();
-        drop(store);
-        let path = dir.path().join("data/backout.db");
-        let results: Vec<String> = ["a", "b"]
-            .map(|name| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    let store = backout_store::SqliteStore::open(path).unwrap();
-                    match store.revoke_token(name) {
-                        Ok(r) => r.to_string(),
-                        Err(e) => variant(&e),
-                    }
-                })
-            })
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect();
-        let mut sorted = results.clone();
-        sorted.sort();
-        assert_eq!(sorted, ["!LastAdmin", "true"]);
-        let store = backout_store::SqliteStore::open(&path).unwrap();
-        assert_eq!(store.list_tokens().unwrap().len(), 1);
+    for t in backends() {
+        for _ in 0..10 {
+            t.raw_execute("DELETE FROM tokens").unwrap();
+            t.create_token("a", Role::Admin, 0).unwrap();
+            t.create_token("b", Role::Admin, 0).unwrap();
+            // Two store objects, as two processes would have.
+            let stores = [t.reopen(), t.reopen()];
+            let barrier = std::sync::Barrier::new(2);
+            let mut results: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = stores
+                    .iter()
+                    .zip(["a", "b"])
+                    .map(|(store, name)| {
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            barrier.wait();
+                            match store.revoke_token(name) {
+                                Ok(r) => r.to_string(),
+                                Err(e) => variant(&e),
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            results.sort();
+            assert_eq!(results, ["!LastAdmin", "true"], "{}", t.name());
+            assert_eq!(t.list_tokens().unwrap().len(), 1);
+        }
     }
 }
 
@@ -200,16 +214,35 @@ fn proxy_tokens() {
 
 #[test]
 fn only_a_hash_is_stored() {
-    let (dir, store) = temp_store();
-    let secret = store.create_token("ci", Role::Admin, 5).unwrap();
-    drop(store);
-    let raw = std::fs::read(dir.path().join("data/backout.db")).unwrap();
-    let wal = std::fs::read(dir.path().join("data/backout.db-wal")).unwrap_or_default();
-    let hex = &secret.as_bytes()[3..];
-    for bytes in [&raw, &wal] {
-        assert!(
-            !bytes.windows(hex.len()).any(|w| w == hex),
-            "the secret is in the file"
-        );
+    for t in backends() {
+        let secret = t.create_token("ci", Role::Admin, 5).unwrap();
+        let hex = &secret.as_bytes()[3..];
+        match &t.place.place {
+            crate::support::Place::Sqlite { path, .. } => {
+                let raw = std::fs::read(path).unwrap();
+                let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+                for bytes in [&raw, &wal] {
+                    assert!(
+                        !bytes.windows(hex.len()).any(|w| w == hex),
+                        "the secret is in the file"
+                    );
+                }
+            }
+            crate::support::Place::Postgres { .. } => {
+                // No column of any row holds the secret, and the stored
+                // hash is its SHA-256.
+                let found = t.raw_i64(&format!(
+                    "SELECT count(*) FROM tokens t WHERE t::text LIKE '%{}%' \
+                       OR encode(t.secret_sha256, 'escape') LIKE '%{}%'",
+                    std::str::from_utf8(hex).unwrap(),
+                    std::str::from_utf8(hex).unwrap()
+                ));
+                assert_eq!(found, 0, "the secret is in the database");
+                let matches = t.raw_i64(&format!(
+                    "SELECT count(*) FROM tokens WHERE secret_sha256 = sha256('{secret}'::bytea)"
+                ));
+                assert_eq!(matches, 1);
+            }
+        }
     }
 }
