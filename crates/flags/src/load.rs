@@ -68,6 +68,12 @@ pub struct Problem {
     /// Where the offending value starts in the text (1-based line and
     /// column), when the document was loaded from JSON text.
     pub position: Option<(usize, usize)>,
+    /// backout refuses this although flagd's reference evaluator would
+    /// evaluate it (variants of mixed types, a negative or fractional
+    /// weight in a `fractional` split): there it quietly serves something
+    /// nobody meant. A deliberate difference; the agreement test with the
+    /// reference leaves such flags out.
+    pub stricter_than_flagd: bool,
 }
 
 impl std::fmt::Display for Problem {
@@ -156,9 +162,16 @@ pub fn load(doc: &Json) -> Result<Loaded, DocumentError> {
             ),
         });
     };
-    let empty = Map::new();
     let flags = match root.get("flags") {
-        None | Some(Json::Null) => &empty,
+        // An empty set would answer every flag with FLAG_NOT_FOUND; a file
+        // that lost its flags (a bad merge, a truncated write by hand) must
+        // not replace the last good set.
+        None | Some(Json::Null) => {
+            return Err(DocumentError::Shape {
+                path: "/flags".into(),
+                message: "the document has no `flags`; a flag document is `{\"flags\": {KEY: FLAG, ...}}` (an empty set is written `{\"flags\": {}}`)".into(),
+            });
+        }
         Some(Json::Object(flags)) => flags,
         Some(other) => {
             return Err(DocumentError::Shape {
@@ -188,6 +201,7 @@ pub fn load(doc: &Json) -> Result<Loaded, DocumentError> {
                     "`$evaluators` must be an object of name to rule, not {}",
                     type_name(other)
                 ),
+                stricter_than_flagd: false,
             });
             Map::new()
         }
@@ -229,6 +243,7 @@ fn load_flag(
         flag: Some(key.to_owned()),
         path: at,
         message,
+        stricter_than_flagd: false,
     };
     let Json::Object(fields) = raw else {
         return Err(fail(
@@ -293,6 +308,10 @@ fn load_flag(
             ));
         }
     };
+    check_variant_types(&variants, path).map_err(|(at, message)| Problem {
+        stricter_than_flagd: true,
+        ..fail(at, message)
+    })?;
     let default_variant = match fields.get("defaultVariant") {
         None => None,
         Some(Json::String(s)) if s.is_empty() => None,
@@ -321,14 +340,18 @@ fn load_flag(
                  evaluations that fall back to it will fail",
                 names.join(", ")
             ),
+            stricter_than_flagd: false,
         });
     }
     let targeting = match fields.get("targeting") {
         Some(t) if !truthy_json(t) => None,
         Some(t @ Json::Object(_)) => {
             let resolved = resolve_refs(t, evaluators, 0);
-            let compiled = rule::compile(&resolved, &format!("{path}/targeting"))
-                .map_err(|e| fail(e.path, e.message))?;
+            let compiled =
+                rule::compile(&resolved, &format!("{path}/targeting")).map_err(|e| Problem {
+                    stricter_than_flagd: e.stricter_than_flagd,
+                    ..fail(e.path, e.message)
+                })?;
             Some(compiled)
         }
         Some(other) => {
@@ -361,6 +384,37 @@ fn load_flag(
     })
 }
 
+/// A flag's variants all have one type, as in flagd's schema (boolean,
+/// string, number or object flags); the reference evaluator does not
+/// check, and a flag whose `on` is `true` and `off` is `"false"` answers
+/// each caller with a type mismatch half the time. Integers and floats
+/// are both numbers; arrays count as objects (OpenFeature structures).
+fn check_variant_types(variants: &[(String, Json)], path: &str) -> Result<(), (String, String)> {
+    let kind = |v: &Json| match v {
+        Json::Bool(_) => "a boolean",
+        Json::String(_) => "a string",
+        Json::Number(_) => "a number",
+        Json::Array(_) | Json::Object(_) => "an object",
+        Json::Null => "null",
+    };
+    let Some((first, first_value)) = variants.first() else {
+        return Ok(());
+    };
+    for (name, value) in &variants[1..] {
+        if kind(value) != kind(first_value) {
+            return Err((
+                format!("{path}/variants/{}", escape_pointer(name)),
+                format!(
+                    "variant `{name}` is {} but `{first}` is {}; all variants of a flag have one type (boolean, string, number or object)",
+                    kind(value),
+                    kind(first_value)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Python's truthiness of a JSON value, which decides whether a
 /// `targeting` or `defaultVariant` counts as present in the reference.
 fn truthy_json(v: &Json) -> bool {
@@ -387,6 +441,7 @@ fn check_metadata(
         flag: flag.map(str::to_owned),
         path: at,
         message,
+        stricter_than_flagd: false,
     };
     let Json::Object(map) = m else {
         problems.push(problem(

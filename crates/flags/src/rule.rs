@@ -150,6 +150,9 @@ pub(crate) const OPERATORS: &str = "if, ?:, and, or, !, !!, ==, !=, ===, !==, <,
 pub(crate) struct CompileError {
     pub(crate) path: String,
     pub(crate) message: String,
+    /// Refused by backout though the reference evaluator would evaluate
+    /// it (see [`Problem::stricter_than_flagd`](crate::Problem)).
+    pub(crate) stricter_than_flagd: bool,
 }
 
 /// Compiles a JsonLogic expression found at `path`.
@@ -181,6 +184,42 @@ pub(crate) fn compile(json: &Json, path: &str) -> Result<Node, CompileError> {
         }
         Json::Object(_) => Ok(Node::Const(json.clone())),
     }
+}
+
+/// The literal weights of a `fractional` must be whole numbers of zero or
+/// more. The reference evaluator quietly counts a negative weight as zero
+/// and gives nothing at all for the whole split when one weight is a
+/// fraction or not a number, so a typo would send everyone to the default;
+/// backout refuses the flag instead. Weights are relative (backout itself
+/// writes `["on", 50], ["off", 9950]` for 0.5 %), so large ones are fine.
+/// A weight computed by an operation is checked when it is evaluated.
+fn check_weights(args: &[Json], arg_path: &dyn Fn(usize) -> String) -> Result<(), CompileError> {
+    // The first argument is the bucketing value unless it is a fraction.
+    let skip = usize::from(!matches!(args.first(), Some(Json::Array(_))));
+    for (i, fraction) in args.iter().enumerate().skip(skip) {
+        let Json::Array(items) = fraction else {
+            continue;
+        };
+        let Some(weight) = items.get(1) else { continue };
+        let bad = match weight {
+            Json::Number(n) => n.as_u64().is_none(),
+            Json::Object(_) => false,
+            _ => true,
+        };
+        if bad {
+            let variant = items
+                .first()
+                .map_or_else(String::new, |v| format!(" of {v}"));
+            return Err(CompileError {
+                path: format!("{}/1", arg_path(i)),
+                message: format!(
+                    "the weight{variant} is {weight}; a fractional weight is a whole number of 0 or more, relative to the others (e.g. [\"on\", 5], [\"off\", 95])"
+                ),
+                stricter_than_flagd: true,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether evaluating `json` can only ever give back `json` itself.
@@ -241,13 +280,17 @@ fn compile_op(name: &str, raw: &Json, path: &str) -> Result<Node, CompileError> 
             };
             Node::Var(Box::new(VarNode { key, default }))
         }
-        "fractional" => Node::Fractional(Box::new(Fractional::compile(compile_all()?))),
+        "fractional" => {
+            check_weights(args, &arg_path)?;
+            Node::Fractional(Box::new(Fractional::compile(compile_all()?)))
+        }
         "$ref" => {
             return Err(CompileError {
                 path: path.to_owned(),
                 message: format!(
                     "`$ref` to {raw} does not name an evaluator under `$evaluators`; define it there or fix the name"
                 ),
+                stricter_than_flagd: false,
             });
         }
         other => match Op::from_name(other) {
@@ -256,6 +299,7 @@ fn compile_op(name: &str, raw: &Json, path: &str) -> Result<Node, CompileError> 
                 return Err(CompileError {
                     path: path.to_owned(),
                     message: format!("unknown operator `{other}`; the operators are: {OPERATORS}"),
+                    stricter_than_flagd: false,
                 });
             }
         },

@@ -24,6 +24,12 @@ fn ms(d: backout_spec::Duration) -> i64 {
 }
 
 fn notice(kind: &str, message: impl Into<String>) -> Action {
+    // Specs name these kinds in `notifications[].events`, checked against
+    // the same list when they are read.
+    debug_assert!(
+        backout_spec::Notification::EVENTS.contains(&kind),
+        "notice kind {kind:?} is missing from Notification::EVENTS"
+    );
     Action::Notify(Notice {
         kind: kind.to_string(),
         message: message.into(),

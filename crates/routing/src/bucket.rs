@@ -93,9 +93,32 @@ impl Serialize for Permille {
 }
 
 impl<'de> Deserialize<'de> for Permille {
+    /// A number only: YAML would otherwise read a quoted `"10"` as a
+    /// number too, and a weight written as text is usually a templating
+    /// slip that should be seen.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let percent = f64::deserialize(d)?;
-        Permille::from_percent(percent).map_err(serde::de::Error::custom)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Permille;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage as a number, e.g. `10` or `12.5`")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Permille, E> {
+                Permille::from_percent(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Permille, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Permille, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Permille, E> {
+                Err(E::custom(format!(
+                    "a weight is a number, not the text {v:?}; write it without quotes, e.g. `10`"
+                )))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

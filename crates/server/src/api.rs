@@ -592,12 +592,13 @@ async fn auto_rollback(
                 "say why automatic rollback is turned off: it is audited",
             ));
         }
-        if req.until_ms.is_none() {
+        let Some(until) = req.until_ms else {
             return Err(ApiError::invalid(
                 "until_ms",
                 "give an expiry (Unix ms) after which automatic rollback comes back on by itself",
             ));
-        }
+        };
+        check_until(until, crate::controller::clock::unix_ms())?;
     }
     let key = idempotency_key(&headers)?;
     let done = submit(
@@ -612,6 +613,31 @@ async fn auto_rollback(
     )
     .await?;
     Ok(axum::Json(ChangeResult::from(done)).into_response())
+}
+
+/// The longest automatic rollback may be off through the API; longer is
+/// a decision for the spec (`rollback: {automatic: false}`).
+const MAX_AUTO_ROLLBACK_OFF_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// An expiry for "automatic rollback off" must lie ahead, and not too far.
+fn check_until(until: i64, now: i64) -> Result<(), ApiError> {
+    if until <= now {
+        return Err(ApiError::invalid(
+            "until_ms",
+            format!(
+                "{until} is not in the future (now is {now} Unix ms); give the time automatic rollback comes back on"
+            ),
+        ));
+    }
+    if until - now > MAX_AUTO_ROLLBACK_OFF_MS {
+        return Err(ApiError::invalid(
+            "until_ms",
+            format!(
+                "{until} is more than 30 days ahead (now is {now} Unix ms); turn automatic rollback off for at most 30 days, or set `rollback: {{automatic: false}}` in the spec"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A rollback with its MTTR phases.
@@ -782,6 +808,24 @@ async fn revoke_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_rollback_expiry_is_ahead_and_near() {
+        let now = 1_800_000_000_000;
+        assert!(check_until(now + 3_600_000, now).is_ok());
+        for bad in [
+            now,
+            now - 1,
+            0,
+            -1,
+            i64::MIN,
+            now + MAX_AUTO_ROLLBACK_OFF_MS + 1,
+            i64::MAX,
+        ] {
+            let e = check_until(bad, now).expect_err("refused");
+            assert!(format!("{e:?}").contains("until_ms"), "{bad}: {e:?}");
+        }
+    }
 
     /// The OpenAPI document describes exactly the endpoints there are.
     #[test]

@@ -401,10 +401,37 @@ impl Default for HistoryPolicy {
 pub struct Notification {
     /// POST each event as JSON to this URL.
     pub webhook: String,
-    /// Only these event kinds (`rollback`, `pause`, `promoted`, `aborted`,
-    /// `known_good`, ...); all when empty.
+    /// Only these event kinds (one of [`Notification::EVENTS`]); all when
+    /// empty.
     #[serde(default)]
     pub events: Vec<String>,
+}
+
+impl Notification {
+    /// Every kind of event a rollout announces (the `kind` of a notice).
+    /// A name outside this list is refused when the spec is read: a typo
+    /// would mean no alerts at all.
+    pub const EVENTS: &'static [&'static str] = &[
+        "aborted",
+        "approved",
+        "auto_rollback",
+        "break_glass",
+        "canary_ready",
+        "capacity_timeout",
+        "deadline",
+        "known_good",
+        "paused",
+        "promote",
+        "promote_full",
+        "promoted",
+        "resumed",
+        "rollback",
+        "rolled_back",
+        "rollout_started",
+        "soak_failed",
+        "soak_interrupted",
+        "step",
+    ];
 }
 
 #[cfg(test)]

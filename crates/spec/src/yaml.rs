@@ -61,7 +61,7 @@ pub fn parse_yaml<T: DeserializeOwned>(source: &Source) -> Result<T, SpecError> 
             .location()
             .filter(|l| l.line() > 0)
             .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
-        let message = strip_location_suffix(&e.without_snippet().to_string());
+        let message = own_words(&strip_location_suffix(&e.without_snippet().to_string()));
         SpecError::new(
             &source.name,
             &source.text,
@@ -82,12 +82,27 @@ fn strip_location_suffix(message: &str) -> String {
     }
 }
 
+/// The YAML library's advice is about its own options, which a user
+/// cannot set; say what to do in the file instead.
+fn own_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("`{key}` is written twice in the same mapping; keep one of them");
+    }
+    message.to_string()
+}
+
 /// `.` (or `?`) means the document root; `Spanned` values add `.value`
 /// segments that are an implementation detail, not fields the user wrote
 /// (no spec field is called `value`).
 fn clean_path(path: &str) -> String {
     let path = path.replace(".value.", ".").replace(".value[", "[");
     let path = path.strip_suffix(".value").unwrap_or(&path);
+    // `?` stands for a map key that was not read yet (a duplicate one).
+    let path = path.strip_suffix(".?").unwrap_or(path);
     if path == "." || path == "?" {
         String::new()
     } else {

@@ -41,7 +41,6 @@ fn flag(extra: Json) -> Json {
 fn good_documents_have_no_problems() {
     check(json!({"flags": {"a": flag(json!({}))}}), &[]);
     check(json!({"flags": {}}), &[]);
-    check(json!({}), &[]);
     check(
         json!({"$schema": "https://flagd.dev/schema/v0/flags.json", "flags": {"a": flag(json!({"targeting": {}}))}}),
         &[],
@@ -149,6 +148,9 @@ fn a_broken_flag_never_takes_the_others_down() {
 fn unreadable_documents_fail_whole() {
     check_fatal(json!([1]), "an object with a `flags` member");
     check_fatal(json!({"flags": [1]}), "`flags` must be an object");
+    // A file that lost its flags must not replace the last good set.
+    check_fatal(json!({}), "has no `flags`");
+    check_fatal(json!({"flags": null}), "has no `flags`");
     let err = load_str("{\"flags\": {\n  \"a\": }", Format::Json).expect_err("syntax error");
     assert!(err.to_string().starts_with("2:8:"), "{err}");
     assert!(load_str("flags: [", Format::Yaml).is_err());

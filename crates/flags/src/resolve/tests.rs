@@ -25,9 +25,16 @@ fn check(
     assert_eq!(got, expected, "{doc}");
 }
 
+/// A boolean flag (`on`, `off`) with `targeting`.
 fn flag(targeting: Json) -> Json {
-    json!({"state": "ENABLED", "variants": {"on": true, "off": false, "1": 1, "1.5": 1.5},
+    json!({"state": "ENABLED", "variants": {"on": true, "off": false},
            "defaultVariant": "off", "targeting": targeting})
+}
+
+/// A number flag whose variants are named by their values.
+fn numbers(targeting: Json) -> Json {
+    json!({"state": "ENABLED", "variants": {"0": 0, "1": 1, "1.5": 1.5},
+           "defaultVariant": "0", "targeting": targeting})
 }
 
 use ErrorCode::*;
@@ -83,13 +90,13 @@ fn variant_names_come_from_any_scalar() {
         (None, None, Error, Some(General)),
     );
     check(
-        flag(json!({"+": [0, 1]})),
+        numbers(json!({"+": [0, 1]})),
         json!({}),
         None,
         (Some(json!(1)), Some("1"), TargetingMatch, None),
     );
     check(
-        flag(json!({"+": [0.5, 1]})),
+        numbers(json!({"+": [0.5, 1]})),
         json!({}),
         None,
         (Some(json!(1.5)), Some("1.5"), TargetingMatch, None),
@@ -123,13 +130,13 @@ fn errors_keep_the_callers_default() {
         (None, None, Error, Some(TypeMismatch)),
     );
     check(
-        flag(json!({"if": [true, "1"]})),
+        numbers(json!({"if": [true, "1"]})),
         json!({}),
         Some(FlagType::Float),
         (Some(json!(1)), Some("1"), TargetingMatch, None),
     );
     check(
-        flag(json!({"if": [true, "1.5"]})),
+        numbers(json!({"if": [true, "1.5"]})),
         json!({}),
         Some(FlagType::Int),
         (None, None, Error, Some(TypeMismatch)),
@@ -140,6 +147,42 @@ fn errors_keep_the_callers_default() {
         Some(FlagType::Bool),
         (None, None, Disabled, None),
     );
+}
+
+/// What flagd's reference evaluates but nobody means is refused when the
+/// flag loads, and only that flag is broken.
+#[test]
+fn mixed_variants_and_bad_weights_break_only_their_flag() {
+    let loaded = load(&json!({"flags": {
+        "mixed": {"state": "ENABLED", "variants": {"on": true, "off": "false"}, "defaultVariant": "off"},
+        "negative": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                     "targeting": {"fractional": [["on", -5], ["off", 105]]}},
+        "fraction": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                     "targeting": {"fractional": ["x", ["on", 1.5], ["off", 98]]}},
+        "good": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                 "targeting": {"fractional": [["on", 50], ["off", 9950]]}},
+    }}))
+    .expect("loads");
+    let problems: Vec<String> = loaded
+        .errors()
+        .map(|p| format!("{} {}", p.path, p.message))
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(loaded.errors().all(|p| p.stricter_than_flagd));
+    let text = problems.join("\n");
+    for fragment in [
+        "/flags/mixed/variants/on variant `on` is a boolean but `off` is a string",
+        "/flags/negative/targeting/fractional/0/1 the weight of \"on\" is -5",
+        "/flags/fraction/targeting/fractional/1/1 the weight of \"on\" is 1.5",
+    ] {
+        assert!(text.contains(fragment), "{fragment} in:\n{text}");
+    }
+    let ctx = Context::from_json(json!({"targetingKey": "u"})).expect("context");
+    for key in ["mixed", "negative", "fraction"] {
+        let res = loaded.flags.evaluate(key, &ctx, 0);
+        assert_eq!(res.error.map(|e| e.code), Some(ParseError), "{key}");
+    }
+    assert!(loaded.flags.evaluate("good", &ctx, 0).error.is_none());
 }
 
 #[test]

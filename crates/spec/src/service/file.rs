@@ -35,7 +35,7 @@ pub(super) struct ServiceFile {
     #[serde(default)]
     strip_prefix: bool,
     #[serde(default)]
-    sticky: Option<StickyKey>,
+    sticky: Option<Spanned<StickyKey>>,
     #[serde(default)]
     version_header: Option<Spanned<String>>,
     #[serde(default)]
@@ -71,9 +71,9 @@ pub(super) struct ServiceFile {
 #[serde(deny_unknown_fields)]
 struct TimeoutsFile {
     #[serde(default)]
-    connect: Option<Duration>,
+    connect: Option<Spanned<Duration>>,
     #[serde(default)]
-    request: Option<Duration>,
+    request: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,9 +184,90 @@ fn check_name(
     }
 }
 
+/// A sticky header must be a header name and a sticky cookie a cookie
+/// name; otherwise no request ever carries the key and stickiness is
+/// silently off.
+fn check_sticky(
+    src: &Source,
+    sticky: &Spanned<StickyKey>,
+    at: &dyn Fn(&str, serde_saphyr::Location) -> serde_saphyr::Location,
+) -> Result<(), SpecError> {
+    let (field, problem) = match &sticky.value {
+        StickyKey::Header(h) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => (
+            "sticky.header",
+            format!(
+                "{h:?} is not a valid HTTP header name; use letters, digits and `-`, e.g. `x-user-id`"
+            ),
+        ),
+        StickyKey::Cookie(c)
+            if c.is_empty()
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) =>
+        {
+            (
+                "sticky.cookie",
+                format!(
+                    "{c:?} is not a valid cookie name; use letters, digits and `-` or `_`, e.g. `uid`"
+                ),
+            )
+        }
+        _ => return Ok(()),
+    };
+    Err(src.error_at(at(field, sticky.referenced), field, problem, None))
+}
+
+/// A webhook must be an absolute http(s) URL, and every event name one
+/// that a rollout sends.
+fn check_notification(
+    src: &Source,
+    n: &Notification,
+    field: &str,
+    at: &dyn Fn(&str) -> serde_saphyr::Location,
+) -> Result<(), SpecError> {
+    let url_ok = n
+        .webhook
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if !url_ok {
+        let f = format!("{field}.webhook");
+        return Err(src.error_at(
+            at(&f),
+            f,
+            format!("{:?} is not an http or https URL", n.webhook),
+            Some("e.g. `https://hooks.example.com/backout`".into()),
+        ));
+    }
+    for (i, e) in n.events.iter().enumerate() {
+        if !Notification::EVENTS.contains(&e.as_str()) {
+            let f = format!("{field}.events[{i}]");
+            return Err(src.error_at(
+                at(&f),
+                f,
+                format!(
+                    "unknown event {e:?}; the events are {}",
+                    Notification::EVENTS.join(", ")
+                ),
+                Some("leave `events` out to hear about every event".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ServiceFile {
     pub(super) fn validate(self, src: &Source) -> Result<ServiceSpec, SpecError> {
         check_name(src, &self.name, "name", "service name")?;
+        // What parses but makes no sense is found by path; the span tree
+        // says where that path was written (`or` where it cannot tell).
+        let tree = SpanTree::parse(&src.text);
+        let located = |path: &str, or: serde_saphyr::Location| match &tree {
+            Some(t) => match t.locate(path) {
+                (at, true) => at,
+                _ => or,
+            },
+            None => or,
+        };
 
         let mut hosts = Vec::with_capacity(self.hosts.len());
         for (i, h) in self.hosts.iter().enumerate() {
@@ -236,13 +317,39 @@ impl ServiceFile {
             None => None,
         };
 
+        let timeout =
+            |t: Option<Spanned<Duration>>, name: &str, default: Duration, hint: &str| match t {
+                Some(t) if t.value.get().is_zero() => Err(src.error_at(
+                    t.referenced,
+                    format!("timeouts.{name}"),
+                    "must be above zero",
+                    Some(hint.into()),
+                )),
+                Some(t) => Ok(t.value),
+                None => Ok(default),
+            };
+        let defaults = TimeoutsSpec::default();
         let timeouts = match self.timeouts {
             Some(t) => TimeoutsSpec {
-                connect: t.connect.unwrap_or(TimeoutsSpec::default().connect),
-                request: t.request.unwrap_or(TimeoutsSpec::default().request),
+                connect: timeout(
+                    t.connect,
+                    "connect",
+                    defaults.connect,
+                    "no connection is made in no time; the default is `2s`",
+                )?,
+                request: timeout(
+                    t.request,
+                    "request",
+                    defaults.request,
+                    "every request would time out; the default is `30s`",
+                )?,
             },
-            None => TimeoutsSpec::default(),
+            None => defaults,
         };
+
+        if let Some(sticky) = &self.sticky {
+            check_sticky(src, sticky, &located)?;
+        }
 
         let (pools_at, pools_in) = match self.pools {
             Some(p) => (Some(p.referenced), p.value),
@@ -277,6 +384,20 @@ impl ServiceFile {
                     at("endpoints"),
                     "a pool needs at least one endpoint",
                     Some("e.g. `endpoints: [http://127.0.0.1:9001]`".into()),
+                ));
+            }
+            let endpoints = &pool.endpoints.value;
+            if let Some((i, e)) = endpoints
+                .iter()
+                .enumerate()
+                .find(|(i, e)| endpoints[..*i].contains(e))
+            {
+                let field = format!("pools.{name}.endpoints[{i}]");
+                return Err(src.error_at(
+                    located(&field, pool.endpoints.referenced),
+                    field,
+                    format!("endpoint {e} is listed twice"),
+                    Some("list each endpoint once; to give one more traffic, use weights between pools, not repeats".into()),
                 ));
             }
             let probes = pool.probes.or_else(|| self.probes.clone());
@@ -337,9 +458,10 @@ impl ServiceFile {
             Some(route) => {
                 let names: Vec<&str> = pools.keys().map(String::as_str).collect();
                 if let Err(e) = RouteTable::compile(route.value.clone(), &names) {
+                    let field = format!("route.{}", e.field());
                     return Err(src.error_at(
-                        route.referenced,
-                        format!("route.{}", e.field()),
+                        located(&field, route.referenced),
+                        field,
                         e.to_string(),
                         None,
                     ));
@@ -348,9 +470,6 @@ impl ServiceFile {
             }
         };
 
-        // What parses but makes no sense is found by path; the span tree
-        // says where that path was written.
-        let tree = SpanTree::parse(&src.text);
         let at = |path: &str| {
             tree.as_ref()
                 .map_or(serde_saphyr::Location::UNKNOWN, |t| t.locate(path).0)
@@ -368,6 +487,10 @@ impl ServiceFile {
             return Err(src.error_at(at(&e.path), e.path.clone(), e.message.clone(), None));
         }
 
+        for (i, n) in self.notifications.iter().enumerate() {
+            check_notification(src, n, &format!("notifications[{i}]"), &at)?;
+        }
+
         let driver = match self.driver {
             Some(d) => Some(d.validate(src, "driver")?),
             None => None,
@@ -379,7 +502,7 @@ impl ServiceFile {
             hosts,
             path_prefix,
             strip_prefix: self.strip_prefix,
-            sticky: self.sticky,
+            sticky: self.sticky.map(|s| s.value),
             version_header,
             timeouts,
             pools,

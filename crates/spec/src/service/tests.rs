@@ -73,10 +73,10 @@ fn error_messages() {
     insta::assert_snapshot!(check_error(""), @"svc.yaml:1:1: unexpected end of input");
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: [http://a:1]}}\n"), @"svc.yaml:2:8: route: a service with `pools` needs a `route` between them (hint: e.g. `route: {stable: v1}`)");
     insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, probes, breaker, bulkhead, outlier, pools, route, strategy, analysis, rollback, history, notifications, driver");
-    insta::assert_snapshot!(check_error(&with("route: {stable: v3}\n")), @r#"svc.yaml:7:8: route.stable: unknown pool "v3"; known pools: v1, v2"#);
+    insta::assert_snapshot!(check_error(&with("route: {stable: v3}\n")), @r#"svc.yaml:7:17: route.stable: unknown pool "v3"; known pools: v1, v2"#);
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 101}\n")), @"svc.yaml:7:48: route.canary_weight: weight must be between 0 and 100 percent; got 101");
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 1.25}\n")), @"svc.yaml:7:48: route.canary_weight: weight has a resolution of 0.1 percent; got 1.25 (use e.g. 1.3)");
-    insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, rules: [{header: x, regex: '(', to: canary}]}\n")), @"svc.yaml:7:8: route.rules[0].regex: rule 0: invalid regex: regex parse error: ( ^ error: unclosed group");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, rules: [{header: x, regex: '(', to: canary}]}\n")), @"svc.yaml:7:60: route.rules[0].regex: rule 0: invalid regex: regex parse error: ( ^ error: unclosed group");
     insta::assert_snapshot!(check_error("name: Web!\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @r#"svc.yaml:1:7: name: service name "Web!" is not a valid name (hint: use 1 to 63 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit)"#);
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: ['https://a:1']}}\nroute: {stable: v1}\n"), @r#"svc.yaml:2:26: pools.v1.endpoints[0]: endpoint "https://a:1" uses scheme `https`; only `http` is supported (TLS to upstreams is not yet); write it as `http://host:port`, e.g. `http://127.0.0.1:9001`"#);
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: []}}\nroute: {stable: v1}\n"), @"svc.yaml:2:25: pools.v1.endpoints: a pool needs at least one endpoint (hint: e.g. `endpoints: [http://127.0.0.1:9001]`)");
@@ -158,4 +158,29 @@ fn shipped_examples_parse() {
         }
     }
     assert!(seen >= 1);
+}
+
+/// What used to be accepted and silently misbehave, each refused where it
+/// was written, with what is allowed.
+#[test]
+fn quiet_mistakes_are_refused() {
+    let two = |extra: &str| {
+        format!(
+            "name: web\npools:\n  v1: {{endpoints: [http://127.0.0.1:9001]}}\n  v2: {{endpoints: [http://127.0.0.1:9002]}}\nroute: {{stable: v1, canary: v2}}\n{extra}"
+        )
+    };
+    insta::assert_snapshot!(check_error(&two("timeouts: {connect: 0s}\n")), @"svc.yaml:6:21: timeouts.connect: must be above zero (hint: no connection is made in no time; the default is `2s`)");
+    insta::assert_snapshot!(check_error(&two("timeouts: {request: 0ms}\n")), @"svc.yaml:6:21: timeouts.request: must be above zero (hint: every request would time out; the default is `30s`)");
+    insta::assert_snapshot!(check_error(&two("notifications: [{webhook: \"hooks slack\", events: [rollback]}]\n")), @r#"svc.yaml:6:27: notifications[0].webhook: "hooks slack" is not an http or https URL (hint: e.g. `https://hooks.example.com/backout`)"#);
+    insta::assert_snapshot!(check_error(&two("notifications: [{webhook: \"https://h.example/x\", events: [rolback]}]\n")), @r#"svc.yaml:6:59: notifications[0].events[0]: unknown event "rolback"; the events are aborted, approved, auto_rollback, break_glass, canary_ready, capacity_timeout, deadline, known_good, paused, promote, promote_full, promoted, resumed, rollback, rolled_back, rollout_started, soak_failed, soak_interrupted, step (hint: leave `events` out to hear about every event)"#);
+    insta::assert_snapshot!(check_error(&two("sticky: {header: \"x user\"}\n")), @r#"svc.yaml:6:18: sticky.header: "x user" is not a valid HTTP header name; use letters, digits and `-`, e.g. `x-user-id`"#);
+    insta::assert_snapshot!(check_error(&two("sticky: {cookie: \"a;b\"}\n")), @r#"svc.yaml:6:18: sticky.cookie: "a;b" is not a valid cookie name; use letters, digits and `-` or `_`, e.g. `uid`"#);
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1: {endpoints: [http://127.0.0.1:9001]}\n  v2: {endpoints: [http://127.0.0.1:9002]}\nroute: {stable: v1, canary: v2, canary_weight: \"10\"}\n"), @r#"svc.yaml:5:48: route.canary_weight: a weight is a number, not the text "10"; write it without quotes, e.g. `10`"#);
+    insta::assert_snapshot!(check_error("name: web\nstrategy:\n  steps:\n    - set_weight: \"10\"\n"), @r#"svc.yaml:4:19: strategy.steps[0].set_weight: a weight is a number, not the text "10"; write it without quotes, e.g. `10`"#);
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1: {endpoints: [http://127.0.0.1:9001, http://127.0.0.1:9001]}\nroute: {stable: v1}\n"), @"svc.yaml:3:43: pools.v1.endpoints[1]: endpoint http://127.0.0.1:9001 is listed twice (hint: list each endpoint once; to give one more traffic, use weights between pools, not repeats)");
+    // A rule's mistake is reported at the rule, not at `route:`.
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1: {endpoints: [http://127.0.0.1:9001]}\n  v2: {endpoints: [http://127.0.0.1:9002]}\nroute:\n  stable: v1\n  canary: v2\n  rules:\n    - {header: x-a, equals: b, to: canary}\n    - {header: x-a, regex: \"(\", to: canary}\n"), @"svc.yaml:10:28: route.rules[1].regex: rule 1: invalid regex: regex parse error: ( ^ error: unclosed group");
+    // The YAML library's advice is about its own options; ours is about the file.
+    insta::assert_snapshot!(check_error("name: web\nname: other\n"), @"svc.yaml:2:1: `name` is written twice in the same mapping; keep one of them");
+    insta::assert_snapshot!(check_error("name: web\npools:\n  v1: {endpoints: [http://127.0.0.1:9001]}\n  v1: {endpoints: [http://127.0.0.1:9002]}\nroute: {stable: v1}\n"), @"svc.yaml:4:3: pools: `v1` is written twice in the same mapping; keep one of them");
 }
