@@ -151,6 +151,46 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// The answer to a batch whose every event has a key that is already
+/// stored, from the stored events by key (`None` when one is missing): all
+/// duplicates, or [`StoreError::KeyReused`]. Backends answer such a retry
+/// from a read, without a write transaction (so it costs no commit, and a
+/// fenced store may answer it too: nothing is written).
+pub(crate) fn all_duplicates(
+    events: &[NewEvent],
+    stored: &std::collections::HashMap<String, StoredEvent>,
+) -> Option<Result<Vec<Appended>, StoreError>> {
+    let mut out = Vec::with_capacity(events.len());
+    for ev in events {
+        let earlier = stored.get(ev.idempotency_key.as_deref()?)?;
+        out.push((ev, earlier));
+    }
+    Some(
+        out.into_iter()
+            .map(|(ev, earlier)| {
+                if earlier.service != ev.service || earlier.kind != ev.kind {
+                    return Err(key_reused(ev, earlier));
+                }
+                Ok(Appended {
+                    event: earlier.clone(),
+                    duplicate: true,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The refusal of `ev`, whose key already belongs to `earlier`.
+pub(crate) fn key_reused(ev: &NewEvent, earlier: &StoredEvent) -> StoreError {
+    let describe = |kind: &str, service: &str| format!("a {kind:?} event of service {service:?}");
+    StoreError::KeyReused {
+        key: ev.idempotency_key.clone().unwrap_or_default(),
+        seq: earlier.seq,
+        stored: describe(&earlier.kind, &earlier.service),
+        attempted: describe(&ev.kind, &ev.service),
+    }
+}
+
 /// The append-only event log.
 ///
 /// Implementations are synchronous (they do blocking I/O: call them from a

@@ -19,6 +19,11 @@
 //! either waits for a write in flight to commit, or the write sees the new
 //! term and is refused: no write of term N lands after term N+1 began.
 //!
+//! A retried batch whose every event is already stored (by idempotency
+//! key) is answered from a read, without a write transaction, fenced or
+//! not: nothing is written, and "applied earlier at seq N" is true whoever
+//! leads.
+//!
 //! A store object that never campaigned is unfenced (a single `backout up`,
 //! the CLI writing tokens into a local file): leases cost nothing to those
 //! who do not use them.
@@ -43,8 +48,9 @@ pub trait Leases: Send + Sync {
     /// when it is free or expired (the term goes up by one), renews it when
     /// `candidate.holder` already holds it, and otherwise reports who leads.
     ///
-    /// The first call fences this store object: from then on its writes
-    /// succeed only while it holds the term it last won.
+    /// The first call fences this store object, whatever its outcome (an
+    /// error included): from then on its writes succeed only while it holds
+    /// the term it last won.
     fn campaign(&self, candidate: &Candidate, ttl: Duration) -> Result<Leadership, StoreError>;
 
     /// Gives the lease up (clean shutdown), so a follower can take over at
@@ -250,6 +256,18 @@ impl Fence {
         }
     }
 
+    /// A campaign begins: an unfenced object is fenced from now on, as a
+    /// follower until it wins.
+    pub fn enter(&self, holder: &str) {
+        let mut state = self.state();
+        if *state == State::Unfenced {
+            *state = State::Follower {
+                holder: holder.to_owned(),
+                last_won: None,
+            };
+        }
+    }
+
     /// The last term this object won under `holder`'s name.
     pub fn last_won(&self, holder: &str) -> Option<i64> {
         match &*self.state() {
@@ -391,6 +409,8 @@ mod tests {
         let fence = Fence::default();
         assert_eq!(fence.check(), Check::None);
         assert_eq!(fence.last_won("a"), None);
+        fence.enter("a");
+        assert_eq!(fence.check(), Check::Refuse { last_won: 0 });
         let follower = Leadership::Follower { leader: None };
         fence.campaigned("a", &follower);
         assert_eq!(fence.check(), Check::Refuse { last_won: 0 });
@@ -415,6 +435,10 @@ mod tests {
         fence.campaigned("a", &follower);
         assert_eq!(fence.last_won("a"), Some(3));
         fence.campaigned("a", &Leadership::Leader { term: 7 });
+        // Entering another campaign changes nothing until it commits.
+        fence.enter("a");
+        assert_eq!(fence.last_won("a"), Some(7));
+        assert!(matches!(fence.check(), Check::Lease { term: 7, .. }));
         fence.resigned("a");
         assert_eq!(fence.check(), Check::Refuse { last_won: 7 });
     }

@@ -59,8 +59,30 @@ pub(super) fn last_seq(db: &mut Db<'_>) -> Result<i64, StoreError> {
     db.get(&row, 0, || "the last seq".to_owned())
 }
 
-fn describe(kind: &str, service: &str) -> String {
-    format!("a {kind:?} event of service {service:?}")
+/// The idempotency keys of a batch.
+fn keys(events: &[NewEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| e.idempotency_key.as_deref())
+        .collect()
+}
+
+/// The stored events of a batch's keys, by key, in one round trip.
+fn by_keys(db: &mut Db<'_>, keys: &[&str]) -> Result<HashMap<String, StoredEvent>, StoreError> {
+    let mut stored = HashMap::new();
+    if !keys.is_empty() {
+        let rows = db.query(
+            "looking up idempotency keys",
+            select!("WHERE idempotency_key = ANY($1)"),
+            &[&keys.to_vec()],
+        )?;
+        for e in decode_all(db, &rows)? {
+            if let Some(k) = e.idempotency_key.clone() {
+                stored.insert(k, e);
+            }
+        }
+    }
+    Ok(stored)
 }
 
 /// The append itself, inside the (fenced) transaction.
@@ -77,20 +99,7 @@ fn append(db: &mut Db<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>, Store
     )?;
     let batch = last_seq(db)? + 1;
 
-    // The stored events of this batch's keys, in one round trip.
-    let keys: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e.idempotency_key.as_deref())
-        .collect();
-    let mut stored: HashMap<String, StoredEvent> = HashMap::new();
-    if !keys.is_empty() {
-        let rows = db.query(op, select!("WHERE idempotency_key = ANY($1)"), &[&keys])?;
-        for e in decode_all(db, &rows)? {
-            if let Some(k) = e.idempotency_key.clone() {
-                stored.insert(k, e);
-            }
-        }
-    }
+    let mut stored = by_keys(db, &keys(&events))?;
 
     let mut out = Vec::with_capacity(events.len());
     let mut next = batch;
@@ -100,12 +109,7 @@ fn append(db: &mut Db<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>, Store
             && let Some(earlier) = stored.get(key)
         {
             if earlier.service != ev.service || earlier.kind != ev.kind {
-                return Err(StoreError::KeyReused {
-                    key: key.clone(),
-                    seq: earlier.seq,
-                    stored: describe(&earlier.kind, &earlier.service),
-                    attempted: describe(&ev.kind, &ev.service),
-                });
+                return Err(crate::event::key_reused(&ev, earlier));
             }
             out.push(Appended {
                 event: earlier.clone(),
@@ -199,6 +203,18 @@ impl EventLog for PgStore {
         }
         if events.is_empty() {
             return Ok(Vec::new());
+        }
+        if events.iter().all(|e| e.idempotency_key.is_some()) {
+            // A retry of a batch stored earlier: answered from a read,
+            // without a commit.
+            let keys: Vec<String> = keys(&events).into_iter().map(str::to_owned).collect();
+            let stored = self.read("appending events", move |db| {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                by_keys(db, &keys)
+            })?;
+            if let Some(answer) = crate::event::all_duplicates(&events, &stored) {
+                return answer;
+            }
         }
         self.write("appending events", move |db| append(db, events))
     }

@@ -36,6 +36,7 @@ pub(super) fn row_for_share(db: &mut Db<'_>) -> Result<LeaseRow, StoreError> {
 
 impl Leases for PgStore {
     fn campaign(&self, candidate: &Candidate, ttl: Duration) -> Result<Leadership, StoreError> {
+        self.fence.enter(&candidate.holder);
         let ttl_ms = lease::validate(candidate, ttl)?;
         let last_won = self.fence.last_won(&candidate.holder);
         let op = "campaigning for the lease";

@@ -80,6 +80,21 @@ impl EventLog for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        if events.iter().all(|e| e.idempotency_key.is_some()) {
+            // A retry of a batch stored earlier: answered from a read.
+            let stored = self.read(|ctx, conn| {
+                let mut stored = std::collections::HashMap::new();
+                for key in events.iter().filter_map(|e| e.idempotency_key.as_deref()) {
+                    if let Some(e) = by_key(ctx, conn, key)? {
+                        stored.insert(key.to_owned(), e);
+                    }
+                }
+                Ok(stored)
+            })?;
+            if let Some(answer) = crate::event::all_duplicates(&events, &stored) {
+                return answer;
+            }
+        }
         let op = "appending events";
         self.write(op, |ctx, tx| {
             // The immediate transaction holds the write lock, so no other
@@ -98,15 +113,7 @@ impl EventLog for SqliteStore {
                     && let Some(stored) = by_key(ctx, tx, key)?
                 {
                     if stored.service != ev.service || stored.kind != ev.kind {
-                        let describe = |kind: &str, service: &str| {
-                            format!("a {kind:?} event of service {service:?}")
-                        };
-                        return Err(StoreError::KeyReused {
-                            key: key.clone(),
-                            seq: stored.seq,
-                            stored: describe(&stored.kind, &stored.service),
-                            attempted: describe(&ev.kind, &ev.service),
-                        });
+                        return Err(crate::event::key_reused(&ev, &stored));
                     }
                     out.push(Appended {
                         event: stored,

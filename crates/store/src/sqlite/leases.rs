@@ -35,6 +35,7 @@ pub(super) fn row(ctx: &Ctx<'_>, conn: &Connection) -> Result<LeaseRow, StoreErr
 
 impl Leases for SqliteStore {
     fn campaign(&self, candidate: &Candidate, ttl: Duration) -> Result<Leadership, StoreError> {
+        self.fence.enter(&candidate.holder);
         let ttl_ms = lease::validate(candidate, ttl)?;
         let last_won = self.fence.last_won(&candidate.holder);
         let op = "campaigning for the lease";

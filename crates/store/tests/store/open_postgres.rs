@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout_store::{EventLog, NewEvent, PG_SCHEMA_VERSION, PgOptions, PgStore, Store, Tokens};
+use backout_store::{
+    EventLog, Leases, NewEvent, PG_SCHEMA_VERSION, PgOptions, PgStore, Store, Tokens,
+};
 use serde_json::json;
 
 use crate::support::{
@@ -330,8 +332,16 @@ fn a_restarted_server_is_an_error_then_works_again() {
     store
         .create_token("root", backout_store::Role::Admin, 0)
         .unwrap();
+    let candidate = PgStore::open(&server.url).unwrap();
+    let me = backout_store::Candidate::new("ha-1", "http://ha-1");
 
     server.stop();
+    // A campaign during the outage fails, and fences the store: it writes
+    // only once it has won.
+    let err = candidate
+        .campaign(&me, Duration::from_secs(10))
+        .unwrap_err();
+    assert_eq!(variant(&err), "!Unreachable", "{err}");
     let err = store.append(vec![ev(2)]).unwrap_err();
     assert_eq!(variant(&err), "!Unreachable", "{err}");
     assert!(
@@ -353,6 +363,16 @@ fn a_restarted_server_is_an_error_then_works_again() {
         [1, 2, 3, 4, 5]
     );
     assert_eq!(store.list_tokens().unwrap().len(), 1);
+
+    assert_eq!(
+        variant(&candidate.append(vec![ev(9)]).unwrap_err()),
+        "!Fenced"
+    );
+    assert_eq!(
+        candidate.campaign(&me, Duration::from_secs(10)).unwrap(),
+        backout_store::Leadership::Leader { term: 1 }
+    );
+    assert_eq!(candidate.append(vec![ev(6)]).unwrap()[0].event.seq, 6);
 
     server.stop();
     server.start_again(&["-c fsync=off"]);
