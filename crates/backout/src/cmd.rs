@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod analysis;
+pub mod check;
 pub mod client;
 pub mod demo;
 pub mod demo_app;

@@ -74,6 +74,12 @@ enum Command {
     /// API tokens: create, list, revoke.
     #[command(subcommand)]
     Token(cmd::client::TokenCommand),
+    /// Release gates: what migrations and API contracts do to a rollback.
+    #[command(subcommand)]
+    Check(cmd::check::Command),
+    /// A release's gate findings: accept them with a reason.
+    #[command(subcommand)]
+    Gates(cmd::client::GatesCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -102,6 +108,8 @@ fn main() -> std::process::ExitCode {
         Command::Events(a) => cmd::client::events(a),
         Command::AutoRollback(a) => cmd::client::auto_rollback(a),
         Command::Token(c) => cmd::client::token(c),
+        Command::Check(c) => cmd::check::run(c),
+        Command::Gates(c) => cmd::client::gates(c),
     };
     match result {
         Ok(code) => code,

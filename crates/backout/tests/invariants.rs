@@ -12,6 +12,7 @@ const PURE: &[&str] = &[
     "backout-judge",
     "backout-flags",
     "backout-sim",
+    "backout-gates",
     "backout-rollout",
 ];
 

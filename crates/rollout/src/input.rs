@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use backout_judge::Verdict;
 use serde::{Deserialize, Serialize};
 
+use crate::gate::{Contracts, GateReport};
+
 /// When an input happened and who caused it, as the event log recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<'a> {
@@ -52,6 +54,16 @@ pub enum Input {
         artifact: Option<String>,
         #[serde(default)]
         config: BTreeMap<String, String>,
+        /// What it carries to be checked, and the checks' report against
+        /// the release stable at registration (computed before logging).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gates: Option<Box<ReleaseGates>>,
+    },
+    /// An operator accepts a release's gate findings (the envelope's reason
+    /// says why): the gate no longer holds it back.
+    AcceptGates {
+        version: String,
+        reason: String,
     },
     /// Roll out a registered release (the first one goes straight to 100%).
     StartRollout {
@@ -106,6 +118,15 @@ pub enum Input {
         ok: bool,
         reason: String,
     },
+}
+
+/// A release's contracts and their report, as registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseGates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contracts: Option<Contracts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<GateReport>,
 }
 
 /// Why an input does not apply to the current state. The API refuses such

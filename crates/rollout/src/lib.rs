@@ -15,6 +15,7 @@
 //! idempotent.
 
 mod action;
+mod gate;
 mod input;
 mod machine;
 mod mttr;
@@ -22,7 +23,8 @@ mod release;
 mod state;
 
 pub use action::{Action, DesiredRoute, Notice};
-pub use input::{Command, Envelope, Input, Rejection};
+pub use gate::{Acceptance, ContractFile, Contracts, GateClass, GateFinding, GateReport};
+pub use input::{Command, Envelope, Input, Rejection, ReleaseGates};
 pub use mttr::{MttrBreakdown, MttrSummary, RollbackKind, RollbackRecord};
 pub use release::{Release, ReleaseOutcome};
 pub use state::{

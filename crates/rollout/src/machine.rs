@@ -8,9 +8,10 @@
 
 use backout_judge::Verdict;
 use backout_routing::{Permille, RuleSpec};
-use backout_spec::{CapacityMode, OnTimeout, Step};
+use backout_spec::{CapacityMode, OnTimeout, Step, UnsafeGate};
 
 use crate::action::{Action, DesiredRoute, Notice};
+use crate::gate::{Acceptance, GateClass, GateReport};
 use crate::input::{Command, Envelope, Input, Rejection};
 use crate::mttr::{RollbackKind, RollbackRecord};
 use crate::release::{Release, ReleaseOutcome};
@@ -21,6 +22,35 @@ use crate::state::{
 
 fn ms(d: backout_spec::Duration) -> i64 {
     i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What registering a release with a gate report means, in a line.
+fn gate_notice(version: &str, r: &GateReport, policy: &Policy) -> String {
+    let against = r.against.as_deref().unwrap_or("no stable release");
+    let n = r.findings.len();
+    let verdict = format!("{:?}", r.verdict).to_lowercase();
+    let effect = match r.effect(policy.gates.on_unsafe) {
+        UnsafeGate::Allow if r.verdict == GateClass::Unsafe => {
+            "; gates: {unsafe: allow}: it rolls out and back as usual".to_string()
+        }
+        UnsafeGate::Allow => String::new(),
+        UnsafeGate::ManualRollback => {
+            "; gates: {unsafe: manual_rollback}: automatic rollback becomes pause-and-page"
+                .to_string()
+        }
+        UnsafeGate::Refuse => {
+            "; gates: {unsafe: refuse}: it cannot roll out until accepted with a reason".to_string()
+        }
+    };
+    let first = if r.verdict == GateClass::Unsafe {
+        format!(": {}", r.summary())
+    } else {
+        String::new()
+    };
+    format!(
+        "{version} checked against {against}: {verdict} ({n} finding{}){first}{effect}",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 fn notice(kind: &str, message: impl Into<String>) -> Action {
@@ -52,17 +82,58 @@ impl ServiceState {
                 version,
                 artifact,
                 config,
-            } => match self.release(version) {
-                Some(r) if !r.same_content(artifact, config) => Err(Rejection::conflict(format!(
-                    "release {version} of {} is already registered with a different artifact or config; releases are immutable: register a new version",
-                    self.service
-                ))),
-                _ if version.is_empty() => Err(Rejection {
-                    code: "invalid",
-                    message: "a release needs a version".into(),
-                }),
-                _ => Ok(()),
-            },
+                gates,
+            } => {
+                let contracts = gates.as_ref().and_then(|g| g.contracts.clone());
+                match self.release(version) {
+                    Some(r) if !r.same_content(artifact, config, &contracts) => {
+                        Err(Rejection::conflict(format!(
+                            "release {version} of {} is already registered with a different artifact, config or contracts; releases are immutable: register a new version",
+                            self.service
+                        )))
+                    }
+                    Some(_) => Ok(()),
+                    None if version.is_empty() => Err(Rejection {
+                        code: "invalid",
+                        message: "a release needs a version".into(),
+                    }),
+                    None => match gates.as_ref().and_then(|g| g.report.as_ref()) {
+                        // The report must be against what is stable now,
+                        // not against whatever was when it was computed.
+                        Some(report) if report.against != self.stable => {
+                            Err(Rejection::conflict(format!(
+                                "{version} was checked against {}, but the stable release of {} is now {}; register it again so that it is checked against what runs",
+                                report.against.as_deref().unwrap_or("no release"),
+                                self.service,
+                                self.stable.as_deref().unwrap_or("none")
+                            )))
+                        }
+                        _ => Ok(()),
+                    },
+                }
+            }
+            Input::AcceptGates { version, reason } => {
+                let Some(r) = self.release(version) else {
+                    return Err(Rejection::not_found(format!(
+                        "release {version} of {} is not registered",
+                        self.service
+                    )));
+                };
+                match &r.gates {
+                    _ if reason.trim().is_empty() => Err(Rejection {
+                        code: "invalid",
+                        message: "accepting gate findings needs a reason: say why with --reason"
+                            .into(),
+                    }),
+                    Some(g) if g.accepted.is_some() => Err(Rejection::conflict(format!(
+                        "the gate findings of {version} were already accepted"
+                    ))),
+                    Some(g) if g.verdict > GateClass::Safe => Ok(()),
+                    _ => Err(Rejection::conflict(format!(
+                        "{version} has no gate findings to accept"
+                    ))),
+                }
+            }
             Input::StartRollout { version } => {
                 if self.release(version).is_none() {
                     return Err(Rejection::not_found(format!(
@@ -79,6 +150,16 @@ impl ServiceState {
                 if self.stable.as_deref() == Some(version) {
                     return Err(Rejection::conflict(format!(
                         "{version} is already the stable version of {}",
+                        self.service
+                    )));
+                }
+                if let Some(report) = self.release(version).and_then(|r| r.gates.as_ref())
+                    && report.effect(policy.gates.on_unsafe) == UnsafeGate::Refuse
+                {
+                    return Err(Rejection::conflict(format!(
+                        "{version} is unsafe for {}: {}; rolling it back would not restore service, and the spec refuses such releases (gates: {{unsafe: refuse}}): fix the migrations or contract, or accept with `backout gates accept {} {version} --reason …`",
+                        report.against.as_deref().unwrap_or("the stable release"),
+                        report.summary(),
                         self.service
                     )));
                 }
@@ -236,8 +317,13 @@ impl ServiceState {
                 version,
                 artifact,
                 config,
+                gates,
             } => {
                 if self.release(version).is_none() {
+                    let report = gates.as_ref().and_then(|g| g.report.clone());
+                    if let Some(r) = &report {
+                        out.push(notice("gates", gate_notice(version, r, policy)));
+                    }
                     self.releases.push(Release {
                         version: version.clone(),
                         artifact: artifact.clone(),
@@ -248,7 +334,26 @@ impl ServiceState {
                         known_good_ms: None,
                         rolled_back_ms: None,
                         outcome: None,
+                        contracts: gates.as_ref().and_then(|g| g.contracts.clone()),
+                        gates: report,
                     });
+                }
+            }
+            Input::AcceptGates { version, reason } => {
+                if let Some(report) = self.release_mut(version).and_then(|r| r.gates.as_mut()) {
+                    report.accepted = Some(Acceptance {
+                        by: env.actor.to_string(),
+                        at_ms: now,
+                        reason: reason.clone(),
+                    });
+                    out.push(notice(
+                        "gates_accepted",
+                        format!(
+                            "{} accepted the gate findings of {version} ({}): {reason}; the gate no longer holds it back",
+                            env.actor,
+                            report.summary()
+                        ),
+                    ));
                 }
             }
             Input::StartRollout { version } => {
@@ -614,6 +719,7 @@ impl ServiceState {
         let now = env.at_ms;
         let auto = self.auto_rollback_on(policy);
         let disabled_why = self.auto_rollback.reason.clone();
+        let gate = self.gate_holds(policy);
         let Some(r) = &mut self.rollout else { return };
         if r.kind != RolloutKind::Canary || r.phase != Phase::Stepping {
             return;
@@ -624,6 +730,36 @@ impl ServiceState {
             at_ms: now,
         });
         match verdict {
+            Verdict::Rollback if auto && gate.is_some() => {
+                // Automation must not roll back into a schema the old code
+                // cannot read: pause and page, a person decides.
+                if r.paused.as_ref().is_none_or(|p| p.kind != PauseKind::Gate) {
+                    let why = gate.unwrap_or_default();
+                    let baseline = r.baseline.clone().unwrap_or_else(|| "stable".into());
+                    r.paused = Some(PauseInfo {
+                        kind: PauseKind::Gate,
+                        reason: format!(
+                            "the judge says roll back ({reason}), but {} is unsafe for {baseline}: {why}; automatic rollback is withheld (gates: unsafe: manual_rollback): roll back by hand with `backout rollback` if {baseline} works against the new schema, or fix forward",
+                            r.version
+                        ),
+                        since_ms: now,
+                    });
+                    out.push(notice(
+                        "page",
+                        format!(
+                            "{}: the judge says roll {} back ({reason}), but its migrations or contract are unsafe for {baseline}, so backout will not roll back by itself; a person must decide: {why}",
+                            self.service, r.version
+                        ),
+                    ));
+                    out.push(notice(
+                        "paused",
+                        format!(
+                            "rollout of {} paused: judge says roll back but the release gate withholds automatic rollback",
+                            r.version
+                        ),
+                    ));
+                }
+            }
             Verdict::Rollback if auto => {
                 let why = format!(
                     "the judge found {} worse than {}: {reason}",
@@ -1193,6 +1329,17 @@ impl ServiceState {
                 .steps
                 .get(r.step)
                 .map_or("finishing".into(), |s| format!("step {}: {s}", r.step + 1)),
+        }
+    }
+
+    /// Whether the rollout's release gate withholds automatic rollback,
+    /// and why.
+    fn gate_holds(&self, policy: &Policy) -> Option<String> {
+        let r = self.rollout.as_ref()?;
+        let report = self.release(&r.version)?.gates.as_ref()?;
+        match report.effect(policy.gates.on_unsafe) {
+            UnsafeGate::Allow => None,
+            UnsafeGate::ManualRollback | UnsafeGate::Refuse => Some(report.summary()),
         }
     }
 

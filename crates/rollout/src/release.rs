@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gate::{Contracts, GateReport};
+
 /// One registered release of a service. What it *is* (version, artifact,
 /// config, who, when) never changes; what *happened* to it is appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +23,13 @@ pub struct Release {
     /// When traffic was taken away from it by a rollback.
     pub rolled_back_ms: Option<i64>,
     pub outcome: Option<ReleaseOutcome>,
+    /// The migrations and API contract it carries, so the next release
+    /// can be checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contracts: Option<Contracts>,
+    /// Its gate report against the release stable when it was registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<GateReport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +48,8 @@ impl Release {
         &self,
         artifact: &Option<String>,
         config: &BTreeMap<String, String>,
+        contracts: &Option<Contracts>,
     ) -> bool {
-        self.artifact == *artifact && self.config == *config
+        self.artifact == *artifact && self.config == *config && self.contracts == *contracts
     }
 }

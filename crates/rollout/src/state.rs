@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use backout_judge::Verdict;
-use backout_spec::{HistoryPolicy, RollbackPolicy, ServiceSpec, Strategy};
+use backout_spec::{GatesPolicy, HistoryPolicy, RollbackPolicy, ServiceSpec, Strategy};
 use serde::{Deserialize, Serialize};
 
 use crate::action::DesiredRoute;
@@ -17,6 +17,7 @@ pub struct Policy {
     pub strategy: Strategy,
     pub rollback: RollbackPolicy,
     pub history: HistoryPolicy,
+    pub gates: GatesPolicy,
 }
 
 impl Policy {
@@ -25,6 +26,7 @@ impl Policy {
             strategy: spec.strategy.clone(),
             rollback: spec.rollback.clone(),
             history: spec.history.clone(),
+            gates: spec.gates.clone(),
         }
     }
 }
@@ -112,6 +114,10 @@ pub enum PauseKind {
     Analysis,
     /// The judge said roll back, but automatic rollback is off.
     RollbackDisabled,
+    /// The judge said roll back, but the release's gate found its
+    /// migrations or contract unsafe for the stable release: a person
+    /// decides (`gates: {unsafe: manual_rollback}`).
+    Gate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -404,6 +404,9 @@ struct NewRelease {
     artifact: Option<String>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// Migrations and API contract, checked against the stable release.
+    #[serde(default)]
+    contracts: Option<backout_rollout::Contracts>,
     /// Start rolling it out at once (default true).
     #[serde(default = "yes")]
     rollout: bool,
@@ -464,6 +467,38 @@ async fn create_release(
     check_version(&req.version)?;
     let key = idempotency_key(&headers)?;
     let why = reason(req.reason, &headers);
+    // The gate: checked against the release stable right now. Should it
+    // change before the registration is logged, the state machine refuses
+    // the stale report and the client retries.
+    let gates = match req.contracts {
+        Some(contracts) => {
+            let view = h.view();
+            let stable = view
+                .state
+                .stable
+                .as_deref()
+                .and_then(|v| view.state.release(v))
+                .cloned();
+            let report = tokio::task::spawn_blocking(move || {
+                crate::gates::check(stable.as_ref(), &contracts).map(|r| (contracts, r))
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    None,
+                    e.to_string(),
+                )
+            })?
+            .map_err(|u| ApiError::invalid(u.field, u.message))?;
+            Some(Box::new(backout_rollout::ReleaseGates {
+                contracts: Some(report.0),
+                report: Some(report.1),
+            }))
+        }
+        None => None,
+    };
     let registered = submit(
         h,
         &caller,
@@ -471,6 +506,7 @@ async fn create_release(
             version: req.version.clone(),
             artifact: req.artifact,
             config: req.config,
+            gates,
         },
         why.clone(),
         key.as_ref().map(|k| format!("{k}/register")),
@@ -549,6 +585,18 @@ struct ActionRequest {
     reason: Option<String>,
 }
 
+/// `{"command": "accept_gates", "version": "v2", "reason": "…"}`: an
+/// operator accepts a release's gate findings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptGatesRequest {
+    #[allow(dead_code)]
+    command: String,
+    version: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 async fn act(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
@@ -557,8 +605,25 @@ async fn act(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let h = service(&state, &name)?;
-    let req: ActionRequest = body(&bytes)?;
     let key = idempotency_key(&headers)?;
+    let peek: serde_json::Value = body(&bytes)?;
+    if peek.get("command").and_then(serde_json::Value::as_str) == Some("accept_gates") {
+        let req: AcceptGatesRequest = body(&bytes)?;
+        let why = reason(req.reason, &headers);
+        let Some(why) = why else {
+            return Err(ApiError::invalid(
+                "reason",
+                "say why the gate findings are acceptable: it is audited",
+            ));
+        };
+        let input = Input::AcceptGates {
+            version: req.version,
+            reason: why.clone(),
+        };
+        let done = submit(h, &caller, input, Some(why), key).await?;
+        return Ok(axum::Json(ChangeResult::from(done)).into_response());
+    }
+    let req: ActionRequest = body(&bytes)?;
     let why = reason(req.reason, &headers);
     let done = submit(h, &caller, Input::Command(req.command), why, key).await?;
     Ok(axum::Json(ChangeResult::from(done)).into_response())

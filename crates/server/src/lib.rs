@@ -4,5 +4,6 @@
 pub mod api;
 pub mod controller;
 pub mod driver;
+pub mod gates;
 pub mod ofrep;
 pub mod provider;

@@ -8,6 +8,7 @@ pub mod driver;
 mod duration;
 mod endpoint;
 mod error;
+mod gates;
 mod service;
 mod span_tree;
 mod strategy;
@@ -20,6 +21,7 @@ pub use driver::{
 pub use duration::Duration;
 pub use endpoint::{EndpointUrl, Protocol};
 pub use error::SpecError;
+pub use gates::{GatesPolicy, UnsafeGate};
 pub use service::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
     TimeoutsSpec,

@@ -18,6 +18,7 @@ use crate::driver::DriverSpec;
 use crate::duration::Duration;
 use crate::endpoint::{EndpointUrl, Protocol};
 use crate::error::SpecError;
+use crate::gates::GatesPolicy;
 use crate::strategy::{HistoryPolicy, Notification, RollbackPolicy, Strategy};
 use crate::yaml::{Source, parse_yaml};
 
@@ -53,6 +54,8 @@ pub struct ServiceSpec {
     pub analysis: AnalysisConfig,
     pub rollback: RollbackPolicy,
     pub history: HistoryPolicy,
+    /// What release gate findings mean (the `gates:` section).
+    pub gates: GatesPolicy,
     pub notifications: Vec<Notification>,
     /// How releases' instances are started (`backout up`); `None` for a
     /// proxy-only file whose pools are listed.

@@ -183,10 +183,37 @@ pub struct ReleaseArgs {
     /// Register only; roll it out later with `backout rollout`.
     #[arg(long)]
     no_rollout: bool,
+    /// The release's SQL migrations: a directory of `.sql` files (applied
+    /// in name order) or files. They are checked at registration against
+    /// the migrations of the release that is stable now.
+    #[arg(long, value_name = "PATH")]
+    migrations: Vec<std::path::PathBuf>,
+    /// The dialect of `--migrations`: postgres or mysql.
+    #[arg(long, default_value = "postgres")]
+    dialect: String,
+    /// The release's API contract (OpenAPI 3.0/3.1 or a JSON Schema),
+    /// checked against the stable release's in both directions.
+    #[arg(long, value_name = "FILE")]
+    api: Option<std::path::PathBuf>,
     #[arg(long)]
     reason: Option<String>,
     #[command(flatten)]
     remote: Remote,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GatesCommand {
+    /// Accept a release's gate findings with a reason: the gate no longer
+    /// holds it back (`refuse`) or withholds automatic rollback
+    /// (`manual_rollback`). Recorded in the event log.
+    Accept {
+        service: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Debug, ClapArgs)]
@@ -338,6 +365,9 @@ pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
     if let Some(art) = &a.artifact {
         body["artifact"] = json!(art);
     }
+    if !a.migrations.is_empty() || a.api.is_some() {
+        body["contracts"] = contracts(&a)?;
+    }
     if let Some(r) = &a.reason {
         body["reason"] = json!(r);
     }
@@ -348,6 +378,89 @@ pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
     )?;
     print_change(&a.remote, &v);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The release's migrations and contract as the API takes them. Migration
+/// names are file names, so the same migration has the same name in every
+/// release whatever the checkout's path.
+fn contracts(a: &ReleaseArgs) -> Result<Json> {
+    let files =
+        super::check::read_migrations(&a.migrations).map_err(|e| miette!("--migrations: {e}"))?;
+    let migrations: Vec<Json> = files
+        .iter()
+        .map(|f| {
+            let name = std::path::Path::new(&f.name)
+                .file_name()
+                .map_or_else(|| f.name.clone(), |n| n.to_string_lossy().into_owned());
+            json!({"name": name, "text": f.sql})
+        })
+        .collect();
+    let mut c = json!({"dialect": a.dialect, "migrations": migrations});
+    if let Some(p) = &a.api {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| miette!("--api {}: cannot read it: {e}", p.display()))?;
+        let name = p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        c["api"] = json!({"name": name, "text": text});
+    }
+    Ok(c)
+}
+
+pub fn gates(c: GatesCommand) -> Result<ExitCode> {
+    match c {
+        GatesCommand::Accept {
+            service,
+            version,
+            reason,
+            remote,
+        } => {
+            let v = remote.call(
+                "POST",
+                &format!("/api/v1/services/{}/actions", path(&service)),
+                Some(json!({"command": "accept_gates", "version": version, "reason": reason})),
+            )?;
+            print_change(&remote, &v);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One line for a release's gate report, and its worst findings.
+fn render_gates(out: &mut String, version: &str, g: &Json, indent: &str) {
+    use std::fmt::Write;
+    if g.is_null() {
+        return;
+    }
+    let findings = g["findings"].as_array().cloned().unwrap_or_default();
+    let accepted = g["accepted"]
+        .as_object()
+        .map(|a| {
+            format!(
+                "; accepted by {}: {}",
+                a.get("by").and_then(Json::as_str).unwrap_or("?"),
+                a.get("reason").and_then(Json::as_str).unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{indent}gates  {version} against {}: {} ({} finding{}){accepted}",
+        g["against"].as_str().unwrap_or("no stable release"),
+        g["verdict"].as_str().unwrap_or("?"),
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" }
+    );
+    for f in findings.iter().filter(|f| f["class"] == "unsafe").take(5) {
+        let _ = writeln!(
+            out,
+            "{indent}  unsafe {} at {}: {}",
+            f["rule"].as_str().unwrap_or_default(),
+            f["at"].as_str().unwrap_or_default(),
+            f["message"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 pub fn rollout(a: ReleaseArgs) -> Result<ExitCode> {
@@ -503,6 +616,13 @@ pub fn render_status(v: &Json) -> String {
                 p["reason"].as_str().unwrap_or_default()
             );
         }
+        let version = r["version"].as_str().unwrap_or_default();
+        if let Some(rel) = st["releases"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|x| x["version"] == version))
+        {
+            render_gates(&mut out, version, &rel["gates"], "  ");
+        }
     }
     if let Some(d) = v["decision"].as_object() {
         let _ = writeln!(
@@ -598,6 +718,14 @@ pub fn history(a: ServiceArgs) -> Result<ExitCode> {
                 r["registered_by"].as_str().unwrap_or_default(),
                 marks.join(", ")
             );
+            let mut gates = String::new();
+            render_gates(
+                &mut gates,
+                r["version"].as_str().unwrap_or_default(),
+                &r["gates"],
+                "    ",
+            );
+            print!("{gates}");
         }
         let rollbacks = v["rollbacks"].as_array().cloned().unwrap_or_default();
         if !rollbacks.is_empty() {

@@ -291,6 +291,7 @@ async fn release(shop: &ServiceHandle, version: &str, behaviour: &str) -> miette
             version: version.into(),
             artifact: Some(behaviour.into()),
             config: BTreeMap::new(),
+            gates: None,
         },
         Input::StartRollout {
             version: version.into(),

@@ -60,6 +60,40 @@ struct Behaviour {
     /// restart cures, e.g. `10s`.
     #[arg(long)]
     wedge_after: Option<String>,
+    /// A PostgreSQL database the app reads (with `--reads`): an app whose
+    /// readiness depends on its schema, for `backout check schema`.
+    #[arg(long, value_name = "URL", requires = "reads")]
+    database_url: Option<String>,
+    /// `TABLE.COLUMN` the app reads; repeatable. `/ready` answers 503 while
+    /// one of them is missing from the database (checked every 250 ms).
+    #[arg(long, value_name = "TABLE.COLUMN", requires = "database_url")]
+    reads: Vec<String>,
+}
+
+/// Watches the columns the app reads and sets its readiness: ready only
+/// while every one of them exists. The query takes the names as
+/// parameters, so they never become SQL.
+fn watch_schema(url: String, reads: Vec<(String, String)>, control: Arc<Control>, unready: bool) {
+    std::thread::spawn(move || {
+        let mut client: Option<postgres::Client> = None;
+        loop {
+            if client.as_ref().is_none_or(postgres::Client::is_closed) {
+                client = postgres::Client::connect(&url, postgres::NoTls).ok();
+            }
+            let ok = client.as_mut().is_some_and(|c| {
+                reads.iter().all(|(table, column)| {
+                    c.query_one(
+                        "SELECT count(*) FROM information_schema.columns \
+                         WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+                        &[table, column],
+                    )
+                    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+                })
+            });
+            control.set_ready(ok && !unready);
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    });
 }
 
 /// `--behaviour`'s string, read as the options it holds.
@@ -100,6 +134,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .as_deref()
         .map(|d| backout_spec::Duration::parse(d).map_err(|e| miette!("--wedge-after: {e}")))
         .transpose()?;
+    let mut reads = Vec::new();
+    for r in &args.reads {
+        let (table, column) = r.split_once('.').ok_or_else(|| {
+            miette!("--reads {r:?}: write TABLE.COLUMN, e.g. --reads orders.note")
+        })?;
+        reads.push((table.to_string(), column.to_string()));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -107,6 +148,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     runtime.block_on(async move {
         let control = Arc::new(Control::new(&version));
         control.set_ready(!args.unready);
+        if let Some(url) = args.database_url.clone() {
+            // Not ready until the schema has been looked at.
+            control.set_ready(false);
+            watch_schema(url, reads, Arc::clone(&control), args.unready);
+        }
         let (error_rate, tail) = (args.error_rate, args.tail);
         let apply = move |c: &Control| {
             c.set_error_rate(error_rate);

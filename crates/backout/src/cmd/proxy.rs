@@ -189,6 +189,7 @@ fn quick_service(args: &Args) -> miette::Result<ServiceSpec> {
         analysis: Default::default(),
         rollback: Default::default(),
         history: Default::default(),
+        gates: Default::default(),
         notifications: Vec::new(),
         driver: None,
     })

@@ -3,12 +3,13 @@
 
 use backout_judge::Verdict;
 use backout_routing::Permille;
-use backout_spec::{CapacityMode, Duration, Step};
+use backout_spec::{CapacityMode, Duration, Step, UnsafeGate};
 use proptest::prelude::*;
 
 use crate::*;
 
 /// A service and a clock; inputs are applied at the current time.
+#[derive(Clone)]
 struct World {
     state: ServiceState,
     policy: Policy,
@@ -96,11 +97,48 @@ impl World {
             version: version.into(),
             artifact: None,
             config: Default::default(),
+            gates: None,
         });
+    }
+
+    fn release_gated(&mut self, version: &str, report: GateReport) {
+        let input = Input::RegisterRelease {
+            version: version.into(),
+            artifact: None,
+            config: Default::default(),
+            gates: Some(Box::new(ReleaseGates {
+                contracts: Some(contracts()),
+                report: Some(report),
+            })),
+        };
+        assert_eq!(self.state.check(&input, &self.policy), Ok(()));
+        self.send(input);
+    }
+
+    /// v1 stable and v2 registered with an unsafe migration against it,
+    /// rolled out and taking traffic at the strategy's first weight.
+    fn with_unsafe_canary(steps_yaml: &str, gate: UnsafeGate) -> World {
+        let mut w = World::with_stable_only(steps_yaml);
+        w.policy.gates.on_unsafe = gate;
+        w.release_gated("v2", unsafe_report(Some("v1")));
+        if gate != UnsafeGate::Refuse {
+            w.send(Input::StartRollout {
+                version: "v2".into(),
+            });
+            w.ready("v2", 2);
+        }
+        w
     }
 
     /// v1 registered, deployed and stable; v2 registered.
     fn with_stable(steps_yaml: &str) -> World {
+        let mut w = World::with_stable_only(steps_yaml);
+        w.release("v2");
+        w
+    }
+
+    /// v1 registered, deployed and stable.
+    fn with_stable_only(steps_yaml: &str) -> World {
         let mut w = World::new(steps_yaml);
         w.release("v1");
         w.send(Input::StartRollout {
@@ -109,7 +147,6 @@ impl World {
         w.ready("v1", 2);
         w.now += 300_000;
         w.send(Input::Tick); // v1 soaked: known good
-        w.release("v2");
         w
     }
 
@@ -121,6 +158,33 @@ impl World {
             r.weight.as_percent(),
             r.rules.len(),
         )
+    }
+}
+
+fn contracts() -> Contracts {
+    Contracts {
+        dialect: Some("postgres".into()),
+        migrations: vec![ContractFile {
+            name: "db/0002_drop_note.sql".into(),
+            text: "ALTER TABLE orders DROP COLUMN note;".into(),
+        }],
+        api: None,
+    }
+}
+
+/// A report as the API would compute it for `db/0002_drop_note.sql`.
+fn unsafe_report(against: Option<&str>) -> GateReport {
+    GateReport {
+        against: against.map(str::to_string),
+        verdict: GateClass::Unsafe,
+        findings: vec![GateFinding {
+            check: "migrations".into(),
+            at: "db/0002_drop_note.sql:1:1".into(),
+            rule: "drop_column".into(),
+            class: GateClass::Unsafe,
+            message: "dropping column orders.note breaks the previous release".into(),
+        }],
+        accepted: None,
     }
 }
 
@@ -613,12 +677,14 @@ fn releases_are_immutable() {
         version: "v1".into(),
         artifact: None,
         config: Default::default(),
+        gates: None,
     };
     assert_eq!(w.state.check(&same, &w.policy), Ok(()), "a retry is fine");
     let different = Input::RegisterRelease {
         version: "v1".into(),
         artifact: Some("registry/app@sha256:abc".into()),
         config: Default::default(),
+        gates: None,
     };
     assert_eq!(
         w.state.check(&different, &w.policy).unwrap_err().code,
@@ -627,6 +693,145 @@ fn releases_are_immutable() {
     w.send(different);
     assert_eq!(w.state.releases.len(), 1);
     assert_eq!(w.state.releases[0].artifact, None);
+}
+
+#[test]
+fn an_unsafe_release_is_paused_and_paged_instead_of_rolled_back_automatically() {
+    let mut w = World::with_unsafe_canary(
+        "[{set_weight: 10}, {pause: 5m}]",
+        UnsafeGate::ManualRollback,
+    );
+    assert_eq!(w.route(), ("v1".into(), Some("v2".into()), 10.0, 0));
+    let actions = w.verdict(Verdict::Rollback);
+    assert_eq!(kinds(&actions), ["notify page", "notify paused"]);
+    let Action::Notify(page) = &actions[0] else {
+        panic!()
+    };
+    assert!(page.message.contains("drop_column"), "{}", page.message);
+    let r = w.state.rollout.as_ref().unwrap();
+    assert_eq!(r.paused.as_ref().unwrap().kind, PauseKind::Gate);
+    assert_eq!(
+        w.route(),
+        ("v1".into(), Some("v2".into()), 10.0, 0),
+        "the canary keeps its share"
+    );
+    assert!(w.state.rollbacks.is_empty());
+    // The judge saying it again pages once, not every second.
+    assert!(w.verdict(Verdict::Rollback).is_empty());
+    // A person decides: the big red button still works.
+    let actions = w.cmd(Command::Rollback { to: None });
+    assert!(
+        kinds(&actions).contains(&"route v1 v2@0".to_string()),
+        "{actions:?}"
+    );
+    assert_eq!(w.state.rollbacks[0].kind, RollbackKind::Manual);
+}
+
+#[test]
+fn allow_and_an_accepted_report_roll_back_as_usual() {
+    let mut w = World::with_unsafe_canary("[{set_weight: 10}, {pause: 5m}]", UnsafeGate::Allow);
+    w.verdict(Verdict::Rollback);
+    assert_eq!(w.state.rollbacks[0].kind, RollbackKind::Automatic);
+
+    let mut w = World::with_unsafe_canary(
+        "[{set_weight: 10}, {pause: 5m}]",
+        UnsafeGate::ManualRollback,
+    );
+    let accept = Input::AcceptGates {
+        version: "v2".into(),
+        reason: "v1 never reads orders.note".into(),
+    };
+    assert_eq!(w.state.check(&accept, &w.policy), Ok(()));
+    assert_eq!(
+        kinds(&w.send_as("bob", accept.clone())),
+        ["notify gates_accepted"]
+    );
+    let acceptance = w
+        .state
+        .release("v2")
+        .unwrap()
+        .gates
+        .as_ref()
+        .unwrap()
+        .accepted
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (acceptance.by.as_str(), acceptance.reason.as_str()),
+        ("bob", "v1 never reads orders.note")
+    );
+    assert_eq!(
+        w.state.check(&accept, &w.policy).unwrap_err().code,
+        "conflict",
+        "once"
+    );
+    w.verdict(Verdict::Rollback);
+    assert_eq!(w.state.rollbacks[0].kind, RollbackKind::Automatic);
+}
+
+#[test]
+fn refuse_holds_an_unsafe_release_back_until_it_is_accepted_with_a_reason() {
+    let mut w = World::with_unsafe_canary("[{set_weight: 10}]", UnsafeGate::Refuse);
+    let start = Input::StartRollout {
+        version: "v2".into(),
+    };
+    let refusal = w.state.check(&start, &w.policy).unwrap_err();
+    assert_eq!(refusal.code, "conflict");
+    assert!(
+        refusal.message.contains("backout gates accept shop v2"),
+        "{}",
+        refusal.message
+    );
+    let no_reason = Input::AcceptGates {
+        version: "v2".into(),
+        reason: " ".into(),
+    };
+    assert_eq!(
+        w.state.check(&no_reason, &w.policy).unwrap_err().code,
+        "invalid"
+    );
+    w.send(Input::AcceptGates {
+        version: "v2".into(),
+        reason: "checked by hand".into(),
+    });
+    assert_eq!(w.state.check(&start, &w.policy), Ok(()));
+}
+
+#[test]
+fn a_report_is_taken_only_against_the_release_stable_now() {
+    let mut w = World::with_stable_only("[]");
+    for stale in [None, Some("v0")] {
+        let input = Input::RegisterRelease {
+            version: "v2".into(),
+            artifact: None,
+            config: Default::default(),
+            gates: Some(Box::new(ReleaseGates {
+                contracts: None,
+                report: Some(unsafe_report(stale)),
+            })),
+        };
+        let r = w.state.check(&input, &w.policy).unwrap_err();
+        assert!(
+            r.message.contains("stable release of shop is now v1"),
+            "{}",
+            r.message
+        );
+    }
+    // Registering notes the verdict and what the gate will do, in the log.
+    w.release_gated("v2", unsafe_report(Some("v1")));
+    let released = w.state.release("v2").unwrap();
+    assert_eq!(released.contracts.as_ref().unwrap().migrations.len(), 1);
+    // The same release with other contracts is another release.
+    let other = Input::RegisterRelease {
+        version: "v2".into(),
+        artifact: None,
+        config: Default::default(),
+        gates: None,
+    };
+    assert_eq!(
+        w.state.check(&other, &w.policy).unwrap_err().code,
+        "conflict"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -656,11 +861,38 @@ fn any_input() -> impl Strategy<Value = Input> {
             .prop_map(|v| Command::Rollback { to: Some(v) }),
         any::<bool>().prop_map(|full| Command::Promote { full }),
     ];
+    let gated = (
+        version.clone(),
+        prop_oneof![Just(None), Just(Some("v1")), Just(Some("v2"))],
+        any::<bool>(),
+    )
+        .prop_map(|(v, against, unsafe_)| {
+            let mut report = unsafe_report(against);
+            if !unsafe_ {
+                report.verdict = GateClass::Risky;
+                report.findings[0].class = GateClass::Risky;
+            }
+            Input::RegisterRelease {
+                version: v,
+                artifact: None,
+                config: Default::default(),
+                gates: Some(Box::new(ReleaseGates {
+                    contracts: Some(contracts()),
+                    report: Some(report),
+                })),
+            }
+        });
     prop_oneof![
+        gated,
+        version.clone().prop_map(|v| Input::AcceptGates {
+            version: v,
+            reason: "checked".into()
+        }),
         version.clone().prop_map(|v| Input::RegisterRelease {
             version: v,
             artifact: None,
-            config: Default::default()
+            config: Default::default(),
+            gates: None
         }),
         version
             .clone()
@@ -770,9 +1002,12 @@ proptest! {
     fn any_inputs_leave_the_state_sound(
         step_list in proptest::collection::vec(step_kinds(), 0..6),
         inputs in proptest::collection::vec((any_input(), 0i64..120_000), 0..60),
+        gate in prop_oneof![Just(UnsafeGate::Refuse), Just(UnsafeGate::ManualRollback), Just(UnsafeGate::Allow)],
     ) {
         let mut w = World::new(&format!("[{}]", step_list.join(", ")));
         let mut replay = World::new(&format!("[{}]", step_list.join(", ")));
+        w.policy.gates.on_unsafe = gate;
+        replay.policy.gates.on_unsafe = gate;
         for (input, dt) in inputs {
             w.now += dt;
             replay.now += dt;
@@ -833,6 +1068,15 @@ fn situations() -> Vec<(&'static str, World)> {
         w.verdict(Verdict::Rollback);
         w
     };
+    let gated = World::with_unsafe_canary(
+        "[{set_weight: 10}, {pause: 30s}, {set_weight: 50}]",
+        UnsafeGate::ManualRollback,
+    );
+    let paged = {
+        let mut w = gated.clone();
+        w.verdict(Verdict::Rollback);
+        w
+    };
     vec![
         ("canary starting", starting),
         ("at {pause: 30s}", at("{pause: 30s}")),
@@ -849,6 +1093,8 @@ fn situations() -> Vec<(&'static str, World)> {
         ("paused by the judge", paused_by_judge),
         ("paused by a human", paused_by_human),
         ("rolling back, short of capacity", rolling_back),
+        ("at {pause: 30s}, unsafe gate", gated),
+        ("paused by the gate, paged", paged),
     ]
 }
 
@@ -901,6 +1147,14 @@ fn inputs(now: i64) -> Vec<(&'static str, i64, Input)> {
         ("rollback", 0, cmd(Command::Rollback { to: None })),
         ("promote", 0, cmd(Command::Promote { full: false })),
         ("promote --full", 0, cmd(Command::Promote { full: true })),
+        (
+            "accept gates",
+            0,
+            Input::AcceptGates {
+                version: "v2".into(),
+                reason: "checked".into(),
+            },
+        ),
     ]
 }
 

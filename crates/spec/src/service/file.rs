@@ -18,6 +18,7 @@ use crate::driver::DriverFile;
 use crate::duration::Duration;
 use crate::endpoint::{EndpointUrl, Protocol};
 use crate::error::SpecError;
+use crate::gates::GatesPolicy;
 use crate::span_tree::SpanTree;
 use crate::strategy::{HistoryPolicy, Notification, RollbackPolicy, StrategyFile};
 use crate::yaml::Source;
@@ -61,6 +62,8 @@ pub(super) struct ServiceFile {
     rollback: Option<RollbackPolicy>,
     #[serde(default)]
     history: Option<HistoryPolicy>,
+    #[serde(default)]
+    gates: Option<GatesPolicy>,
     #[serde(default)]
     notifications: Vec<Notification>,
     #[serde(default)]
@@ -512,6 +515,7 @@ impl ServiceFile {
             analysis,
             rollback: self.rollback.unwrap_or_default(),
             history: self.history.unwrap_or_default(),
+            gates: self.gates.unwrap_or_default(),
             notifications: self.notifications,
             driver,
         })

@@ -1,0 +1,112 @@
+//! Binary floating point for money: 0.1 + 0.2 is not 0.3, and sums drift.
+
+use crate::Class;
+use crate::migrations::statement::{Action, Column, Kind};
+use crate::migrations::{Context, Hit};
+
+/// Words in a column name that say it holds money.
+const MONEY: &[&str] = &[
+    "price", "amount", "cost", "total", "balance", "fee", "tax", "salary", "wage", "payment",
+    "charge", "credit", "debit", "refund", "revenue", "money", "invoice", "discount", "subtotal",
+];
+
+const FLOATS: &[&str] = &[
+    "float4",
+    "float8",
+    "real",
+    "double",
+    "float",
+    "double precision",
+];
+
+fn is_float(type_name: &str) -> bool {
+    FLOATS.contains(&type_name.trim())
+}
+
+fn money(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    MONEY.iter().any(|w| lower.contains(w))
+}
+
+fn hit(stmt: usize, table: &str, column: &str, type_name: &str) -> Hit {
+    Hit {
+        stmt,
+        class: Class::Hygiene,
+        message: format!(
+            "{table}.{column} looks like money but is {type_name}, a binary floating-point type in which 0.1 + 0.2 is not 0.3; use numeric(precision, scale) (DECIMAL in MySQL), or an integer number of cents"
+        ),
+    }
+}
+
+pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
+    let mut out = Vec::new();
+    let flagged = |c: &Column| is_float(&c.type_name) && money(&c.name);
+    for (i, s) in ctx.stmts.iter().enumerate() {
+        match &s.kind {
+            Kind::CreateTable { table, columns, .. } => {
+                for c in columns.iter().filter(|c| flagged(c)) {
+                    out.push(hit(i, table, &c.name, &c.type_name));
+                }
+            }
+            Kind::AlterTable { table, actions, .. } => {
+                for a in actions {
+                    match a {
+                        Action::AddColumn { column, .. } if flagged(column) => {
+                            out.push(hit(i, table, &column.name, &column.type_name));
+                        }
+                        Action::AlterType {
+                            column, new_type, ..
+                        } if money(column)
+                            && is_float(new_type.split('(').next().unwrap_or_default()) =>
+                        {
+                            out.push(hit(i, table, column, new_type));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Class;
+    use crate::migrations::Dialect;
+    use crate::migrations::testing::{clean, clean_in, found, found_in};
+
+    #[test]
+    fn money_in_floats() {
+        found(
+            "float_money",
+            Class::Hygiene,
+            "CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, unit_price double precision NOT NULL);",
+        );
+        found(
+            "float_money",
+            Class::Hygiene,
+            "ALTER TABLE orders ADD COLUMN shipping_fee real NOT NULL DEFAULT 0;",
+        );
+        found_in(
+            "float_money",
+            Dialect::Mysql,
+            Class::Hygiene,
+            "CREATE TABLE items (id int PRIMARY KEY, total_amount DOUBLE NOT NULL);",
+        );
+        clean(
+            "float_money",
+            "CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, unit_price numeric(12,2) NOT NULL);",
+        );
+        clean(
+            "float_money",
+            "CREATE TABLE IF NOT EXISTS points (id int PRIMARY KEY, x double precision NOT NULL);",
+        );
+        clean_in(
+            "float_money",
+            Dialect::Mysql,
+            "CREATE TABLE items (id int PRIMARY KEY, total_amount DECIMAL(12,2) NOT NULL);",
+        );
+    }
+}

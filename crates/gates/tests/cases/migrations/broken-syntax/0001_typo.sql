@@ -1,0 +1,4 @@
+SET lock_timeout = '2s';
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS region text NOT NULL DEFAULT 'eu';
+ALTER TABLE orders DROP COLUM note;
+ALTER TABLE orders DROP COLUMN IF EXISTS legacy;

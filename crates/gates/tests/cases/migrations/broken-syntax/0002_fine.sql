@@ -1,0 +1,2 @@
+SET lock_timeout = '2s';
+CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_region ON orders (region);

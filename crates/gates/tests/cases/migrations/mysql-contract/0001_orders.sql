@@ -1,0 +1,6 @@
+SET SESSION lock_wait_timeout = 2;
+ALTER TABLE orders MODIFY email VARCHAR(120) NOT NULL;
+ALTER TABLE orders CHANGE note comment TEXT;
+ALTER TABLE orders DROP COLUMN legacy;
+CREATE TABLE IF NOT EXISTS refunds (id BIGINT AUTO_INCREMENT PRIMARY KEY, refund_amount DOUBLE NOT NULL);
+DELETE FROM sessions;
