@@ -502,3 +502,117 @@ fn the_judge_takes_up_its_evidence_again_after_a_crash() {
         up.log()
     );
 }
+
+#[test]
+fn an_unsafe_migration_turns_the_automatic_rollback_into_a_page() {
+    let port = free_port();
+    let up = Up::start(
+        &spec(
+            port,
+            "[{set_weight: 50}, {analysis: {duration: 18s, on_timeout: continue}}]",
+            "",
+        ),
+        port,
+    );
+    let db = up.dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(
+        db.join("0001_orders.sql"),
+        "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, note text NOT NULL DEFAULT '');\n",
+    )
+    .unwrap();
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact=--latency 1ms",
+        "--migrations",
+        "db",
+    ]);
+    up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+    let load = Load::start(port);
+
+    // v2 drops a column v1 reads, and its canary fails 30% of requests.
+    std::fs::write(
+        db.join("0002_drop_note.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE orders DROP COLUMN IF EXISTS note;\n",
+    )
+    .unwrap();
+    let out = up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v2",
+        "--artifact=--error-rate 0.3 --latency 1ms",
+        "--migrations",
+        "db",
+    ]);
+    assert!(out.contains("unsafe"), "{out}");
+    let h = up.history();
+    let report = &release(&h, "v2")["gates"];
+    assert_eq!(report["against"], "v1", "{report:#}");
+    assert_eq!(report["verdict"], "unsafe");
+    assert_eq!(report["findings"][0]["rule"], "drop_column", "{report:#}");
+    assert_eq!(report["findings"][0]["at"], "0002_drop_note.sql:2:1");
+
+    // The judge says roll back; the gate pauses and pages instead.
+    let s = up.wait_for("v2 paused by the gate", 60, |s| {
+        s["state"]["rollout"]["paused"]["kind"] == "gate"
+    });
+    assert!(rollbacks(&s).is_empty(), "rolled back automatically: {s:#}");
+    assert_eq!(s["proxy"]["route"]["canary"], "v2", "{s:#}");
+    assert_eq!(s["proxy"]["route"]["canary_weight"], 50.0, "{s:#}");
+    let events = up.events();
+    let page = events
+        .iter()
+        .find(|e| {
+            e["kind"].as_str().unwrap().starts_with("action.")
+                && e["body"].to_string().contains("\"page\"")
+        })
+        .unwrap_or_else(|| panic!("no page in the log: {events:#?}"));
+    assert!(page["body"].to_string().contains("drop_column"), "{page:#}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "judge.decision" && e["body"]["verdict"] == "rollback"),
+        "the judge did say roll back"
+    );
+    let text = up.ok(&["status", "shop"]);
+    assert!(text.contains("PAUSED (gate)"), "{text}");
+    assert!(text.contains("gates  v2 against v1: unsafe"), "{text}");
+    let text = up.ok(&["history", "shop"]);
+    assert!(
+        text.contains("unsafe drop_column at 0002_drop_note.sql:2:1"),
+        "{text}"
+    );
+
+    // A person decides. Accepting is audited; the rollback is theirs.
+    up.ok(&[
+        "gates",
+        "accept",
+        "shop",
+        "v2",
+        "--reason",
+        "v1 writes note but never needs it back",
+    ]);
+    let h = up.history();
+    let accepted = &release(&h, "v2")["gates"]["accepted"];
+    assert_eq!(accepted["by"], "admin", "{accepted:#}");
+    up.ok(&[
+        "rollback",
+        "shop",
+        "--reason",
+        "canary errors; checked v1 against the schema",
+    ]);
+    let s = up.wait_for("v2 rolled back by hand", 30, |s| {
+        no_rollout(s) && !rollbacks(s).is_empty()
+    });
+    assert_eq!(rollbacks(&s)[0]["kind"], "manual");
+    assert_eq!(stable(&s), Some("v1"));
+    drop(load);
+    assert!(up.events().iter().any(|e| e["kind"] == "input.accept_gates"
+        && e["reason"] == "v1 writes note but never needs it back"));
+}

@@ -30,7 +30,7 @@ pub struct Args {
         long = "behaviour",
         value_name = "OPTIONS",
         allow_hyphen_values = true,
-        conflicts_with_all = ["error_rate", "latency", "tail", "degrade_after", "unready", "wedge_after"]
+        conflicts_with_all = ["error_rate", "latency", "tail", "degrade_after", "unready", "wedge_after", "database_url", "reads"]
     )]
     behaviour_text: Option<String>,
 }
