@@ -225,7 +225,10 @@ fn sigstop_the_leader_take_over_sigcont_it_and_its_writes_are_refused() {
     // wait for (and give up on) the stopped child's open transaction until
     // the server ends its session.
     let me = Candidate::new("new", "http://new");
+    let mut attempts = 0;
     let term = loop {
+        attempts += 1;
+        assert!(attempts < 600, "no takeover within a minute");
         match store.campaign(&me, Duration::from_secs(60)) {
             Ok(Leadership::Leader { term }) => break term,
             Ok(Leadership::Follower { .. }) | Err(StoreError::Busy { .. }) => {
