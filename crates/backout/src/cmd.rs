@@ -6,6 +6,7 @@ pub mod client;
 pub mod demo;
 pub mod demo_app;
 pub mod flags;
+pub mod listen;
 pub mod proxy;
 pub mod simulate;
 pub mod up;

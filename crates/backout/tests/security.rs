@@ -173,3 +173,336 @@ fn help_hides_secrets_from_the_environment() {
         );
     }
 }
+
+/// Starts `backout ARGS…` and returns it with the address it printed after
+/// `marker` (`http://` follows), read from stdout or stderr.
+fn spawn_listening(args: &[&str], marker: &str) -> (Killed, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let addr = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the command printed its address");
+        if let Some(rest) = line.split(marker).nth(1)
+            && let Some(url) = rest.split("http://").nth(1)
+        {
+            let addr = url.split(['/', ' ']).next().unwrap();
+            break addr.parse().unwrap();
+        }
+    };
+    (Killed(child), addr)
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `n` clients that send a request head one byte every 300 ms, as the
+/// issue's 300 did; each reports when the server closed its connection.
+fn slow_clients(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            rt.spawn(async move {
+                let head = b"POST /api/v1/flags HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}";
+                let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                    return;
+                };
+                for byte in head.iter().cycle() {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let mut buf = [0u8; 512];
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => return,
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return,
+                        _ => {}
+                    }
+                    if tokio::io::AsyncWriteExt::write_all(&mut stream, &[*byte])
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Slow clients hold a listener only as long as its header timeout, and
+/// normal clients get through meanwhile: 100 slow connections on each of
+/// the three control listeners, with a 1 s header timeout.
+fn slow_clients_cannot_hold(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = slow_clients(&rt, addr, 100);
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap();
+        for i in 0..4 {
+            let mut req = client.get(format!("http://{addr}{path}"));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(resp.status(), 200, "request {i}");
+        }
+        // Every slow client is cut off by the header timeout; bounded so
+        // that a listener without one fails the test instead of hanging it.
+        let all = futures_util::future::join_all(slow);
+        tokio::time::timeout(std::time::Duration::from_secs(30), all)
+            .await
+            .expect("the slow clients were disconnected");
+    });
+}
+
+#[test]
+fn slow_clients_cannot_hold_the_api() {
+    let port = free_port();
+    let up = Up::start_with(
+        &spec(port, "[{set_weight: 50}]", ""),
+        port,
+        &[],
+        &["--api-header-timeout", "1s"],
+    );
+    let auth = format!("Bearer {}", up.token);
+    let addr = format!("127.0.0.1:{}", up.api_port).parse().unwrap();
+    slow_clients_cannot_hold(addr, "/api/v1/services", &[("authorization", &auth)]);
+}
+
+#[test]
+fn slow_clients_cannot_hold_the_flag_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(&file, r#"{"flags": {}}"#).unwrap();
+    let (_server, addr) = spawn_listening(
+        &[
+            "flags",
+            "serve",
+            "-f",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--api-header-timeout",
+            "1s",
+        ],
+        "serving",
+    );
+    slow_clients_cannot_hold(addr, "/api/v1/flags", &[]);
+}
+
+#[test]
+fn slow_clients_cannot_hold_the_proxy_admin_api() {
+    let (_proxy, addr) = spawn_listening(
+        &[
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--api-header-timeout",
+            "1s",
+        ],
+        "admin API on",
+    );
+    slow_clients_cannot_hold(addr, "/admin/v1/services", &[]);
+}
+
+/// Past the connection cap a client is told so at once, in JSON, and the
+/// connections that sit idle are closed, which frees the listener.
+#[test]
+fn connections_past_the_cap_are_refused_with_a_json_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(&file, r#"{"flags": {}}"#).unwrap();
+    let (_server, addr) = spawn_listening(
+        &[
+            "flags",
+            "serve",
+            "-f",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--api-header-timeout",
+            "1s",
+            "--api-max-connections",
+            "20",
+        ],
+        "serving",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..20 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // The listener takes the twenty before the next one arrives.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let url = format!("http://{addr}/api/v1/flags");
+        let mut refused = None;
+        for _ in 0..50 {
+            let resp = client.get(&url).send().await.unwrap();
+            if resp.status() == 503 {
+                refused = Some(resp.text().await.unwrap());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let body = refused.expect("a connection past the cap is refused");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            json["errorDetails"]
+                .as_str()
+                .unwrap()
+                .contains("limit of 20 connections"),
+            "{body}"
+        );
+        // The idle ones are closed after the header timeout; then there is room.
+        for mut s in idle {
+            let mut buf = [0u8; 16];
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+            )
+            .await
+            .expect("the idle connection is closed");
+            assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        }
+        let resp = client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    });
+}
+
+/// A wrong method and an oversized body are answered in the listener's
+/// JSON error shape, not with a bare line of text.
+#[test]
+fn refusals_carry_the_listeners_json_error_body() {
+    let big = "x".repeat(2 << 20);
+    let port = free_port();
+    let up = Up::start(&spec(port, "[{set_weight: 50}]", ""), port);
+    let auth = format!("Bearer {}", up.token);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(&file, r#"{"flags": {}}"#).unwrap();
+    let (_flags, flags) = spawn_listening(
+        &[
+            "flags",
+            "serve",
+            "-f",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "serving",
+    );
+    let (_proxy, admin) = spawn_listening(
+        &[
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        "admin API on",
+    );
+    let api_error = |body: &str| {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["error"]["message"].as_str().map(str::to_owned)
+    };
+    let ofrep_error = |body: &str| {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["errorDetails"].as_str().map(str::to_owned)
+    };
+    let json = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    for (method, url, body, status, shape) in [
+        (
+            "DELETE",
+            format!("{}/api/v1/services", up.api),
+            "",
+            405,
+            &api_error as &dyn Fn(&str) -> Option<String>,
+        ),
+        (
+            "POST",
+            format!("{}/api/v1/services/shop/releases", up.api),
+            big.as_str(),
+            413,
+            &api_error,
+        ),
+        (
+            "GET",
+            format!("http://{flags}/ofrep/v1/evaluate/flags"),
+            "",
+            405,
+            &ofrep_error,
+        ),
+        (
+            "POST",
+            format!("http://{flags}/ofrep/v1/evaluate/flags"),
+            big.as_str(),
+            413,
+            &ofrep_error,
+        ),
+        (
+            "DELETE",
+            format!("http://{admin}/admin/v1/services"),
+            "",
+            405,
+            &api_error,
+        ),
+        (
+            "PUT",
+            format!("http://{admin}/admin/v1/services/default/route"),
+            big.as_str(),
+            413,
+            &api_error,
+        ),
+    ] {
+        let (got, text) = request(method, &url, &json, body);
+        assert_eq!(got, status, "{method} {url}: {text}");
+        let message =
+            shape(&text).unwrap_or_else(|| panic!("{method} {url}: not the JSON shape: {text}"));
+        assert!(!message.is_empty(), "{text}");
+    }
+}

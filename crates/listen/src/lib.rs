@@ -3,10 +3,19 @@
 //! They live in different crates (`server`, `proxy`), and an attacker
 //! tries all three the same way, so they defend themselves the same way.
 //!
+//! - [`serve`]: the accept loop, with [`Limits`] on time, connections and
+//!   body size, and errors in the listener's [`ErrorStyle`].
 //! - [`credentials`]: reading a token out of a request, and counting and
 //!   logging the attempts that fail.
 
 pub mod credentials;
+pub mod errors;
+pub mod limits;
+pub mod serve;
+
+pub use errors::ErrorStyle;
+pub use limits::Limits;
+pub use serve::{Settings, serve};
 
 /// The client's address, in each request's extensions when the listener
 /// knows it.

@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     pub default_listen: Option<SocketAddr>,
     /// Admin API address; `None` runs without one (embedded use).
     pub admin: Option<SocketAddr>,
+    /// How the admin API listener serves: its limits, error shape.
+    pub admin_listener: backout_listen::Settings,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
     /// Data-plane worker threads; 0 means one per core.
@@ -214,14 +216,12 @@ impl RunningProxy {
                     .map_err(|source| ProxyError::Bind { addr, source })?;
                 let app = admin::router(Arc::clone(&state));
                 let mut rx = shutdown_rx.clone();
+                let settings = config.admin_listener.clone();
                 tasks.push(tokio::spawn(async move {
                     let stop = async move {
                         let _ = rx.changed().await;
                     };
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(stop)
-                        .await
-                    {
+                    if let Err(e) = backout_listen::serve(listener, app, settings, stop).await {
                         tracing::error!(error = %e, "admin API stopped");
                     }
                 }));

@@ -26,6 +26,7 @@ async fn the_proxy_windows_feed_the_judge() {
         services: vec![spec],
         default_listen: Some(local),
         admin: Some(local),
+        admin_listener: Default::default(),
         drain_timeout: Duration::from_secs(1),
         workers: 1,
     })

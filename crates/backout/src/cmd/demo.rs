@@ -99,6 +99,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
         services: vec![spec.clone()],
         default_listen: None,
         admin: None,
+        admin_listener: Default::default(),
         drain_timeout: Duration::from_secs(5),
         workers: 1,
     })
@@ -136,7 +137,13 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
         flags: None,
     }));
     let api_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = backout_listen::serve(
+            listener,
+            app,
+            backout_listen::Settings::default(),
+            std::future::pending(),
+        )
+        .await;
     });
     let shop = controller
         .service("shop")

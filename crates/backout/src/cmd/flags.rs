@@ -35,6 +35,8 @@ pub struct ServeArgs {
     /// the server is open.
     #[arg(long = "token", env = "BACKOUT_FLAGS_TOKEN", hide_env_values = true)]
     tokens: Vec<String>,
+    #[command(flatten)]
+    api_listener: super::listen::ListenArgs,
 }
 
 /// Where `backout flag …` applies changes.
@@ -236,10 +238,15 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .into_diagnostic()?;
+        backout_listen::serve(
+            listener,
+            app,
+            args.api_listener
+                .settings(backout_listen::ErrorStyle::Ofrep),
+            shutdown,
+        )
+        .await
+        .into_diagnostic()?;
         served.save_usage();
         Ok(ExitCode::SUCCESS)
     })

@@ -49,6 +49,8 @@ pub struct Args {
     /// Data-plane worker threads, each with its own event loop (0: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     workers: usize,
+    #[command(flatten)]
+    api_listener: super::listen::ListenArgs,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -63,6 +65,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         services,
         default_listen: Some(args.listen),
         admin: Some(args.admin),
+        admin_listener: args.api_listener.settings(backout_listen::ErrorStyle::Api),
         drain_timeout: drain.get(),
         workers: args.workers,
     };

@@ -43,6 +43,8 @@ pub struct Args {
     /// listener, behind its tokens, with every change in the event log.
     #[arg(long, value_name = "FILE")]
     flags: Option<PathBuf>,
+    #[command(flatten)]
+    api_listener: super::listen::ListenArgs,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -130,6 +132,7 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         services: managed.iter().map(|m| m.spec.clone()).collect(),
         default_listen: Some(args.listen),
         admin: None,
+        admin_listener: Default::default(),
         drain_timeout: std::time::Duration::from_secs(10),
         workers: args.workers,
     })
@@ -178,10 +181,14 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
             path.display()
         );
     }
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async {
-        crate::signal::wait_for_shutdown().await;
-    });
-    server.await.into_diagnostic()?;
+    backout_listen::serve(
+        listener,
+        api::router(state),
+        args.api_listener.settings(backout_listen::ErrorStyle::Api),
+        crate::signal::wait_for_shutdown(),
+    )
+    .await
+    .into_diagnostic()?;
     println!("backout: shutting down");
     if let Some(s) = &flags {
         s.save_usage();

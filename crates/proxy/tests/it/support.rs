@@ -83,6 +83,7 @@ impl Harness {
             services,
             default_listen: Some(local()),
             admin: Some(local()),
+            admin_listener: Default::default(),
             drain_timeout: Duration::from_secs(5),
             workers: 2,
         })
