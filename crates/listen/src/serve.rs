@@ -192,9 +192,12 @@ async fn discard(mut body: Incoming, timeout: Duration) {
     .await;
 }
 
-/// Answers a connection over the limit with 503 and closes it, without
-/// waiting for its request: a slow client gets no hold on it.
+/// Answers a connection over the limit with 503 and closes it. The answer
+/// waits for the request's head (a client that is sent a response before
+/// its request takes it for garbage), but only for a second, so a slow
+/// client gets no hold on the connection.
 async fn refuse(mut stream: TcpStream, style: ErrorStyle, max: usize) {
+    use tokio::io::AsyncReadExt;
     let body = style.body(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("this server is at its limit of {max} connections; try again shortly"),
@@ -203,16 +206,29 @@ async fn refuse(mut stream: TcpStream, style: ErrorStyle, max: usize) {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+    let mut head = Vec::with_capacity(1024);
+    let read_head = async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read_head).await;
     let answer = async {
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await?;
-        // Read what the client sent before closing: closing with unread
-        // bytes makes the kernel reset the connection, and the client
-        // might never see the answer.
+        // Read what else the client sent before closing: closing with
+        // unread bytes makes the kernel reset the connection, and the
+        // client might never see the answer.
         let mut sink = [0u8; 4096];
         let mut left: usize = 64 * 1024;
         while left > 0 {
-            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await?;
+            let n = stream.read(&mut sink).await?;
             if n == 0 {
                 break;
             }
