@@ -510,7 +510,9 @@ fn an_unsafe_migration_turns_the_automatic_rollback_into_a_page() {
         &spec(
             port,
             "[{set_weight: 50}, {analysis: {duration: 18s, on_timeout: continue}}]",
-            "",
+            // The default `unsafe: manual_rollback`, and where the
+            // migrations are for `backout release -f`.
+            "gates: {migrations: db}\n",
         ),
         port,
     );
@@ -547,8 +549,8 @@ fn an_unsafe_migration_turns_the_automatic_rollback_into_a_page() {
         "--version",
         "v2",
         "--artifact=--error-rate 0.3 --latency 1ms",
-        "--migrations",
-        "db",
+        "-f",
+        "shop.yaml",
     ]);
     assert!(out.contains("unsafe"), "{out}");
     let h = up.history();

@@ -21,7 +21,7 @@ pub use driver::{
 pub use duration::Duration;
 pub use endpoint::{EndpointUrl, Protocol};
 pub use error::SpecError;
-pub use gates::{GatesPolicy, UnsafeGate};
+pub use gates::{GatesPolicy, SqlDialect, UnsafeGate};
 pub use service::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
     TimeoutsSpec,

@@ -188,13 +188,18 @@ pub struct ReleaseArgs {
     /// the migrations of the release that is stable now.
     #[arg(long, value_name = "PATH")]
     migrations: Vec<std::path::PathBuf>,
-    /// The dialect of `--migrations`: postgres or mysql.
-    #[arg(long, default_value = "postgres")]
-    dialect: String,
+    /// The dialect of `--migrations`: postgres or mysql (default: the
+    /// spec's `gates.dialect`, else postgres).
+    #[arg(long)]
+    dialect: Option<String>,
     /// The release's API contract (OpenAPI 3.0/3.1 or a JSON Schema),
     /// checked against the stable release's in both directions.
     #[arg(long, value_name = "FILE")]
     api: Option<std::path::PathBuf>,
+    /// The service file: its `gates.migrations` and `gates.api` paths
+    /// (relative to the file) stand in for `--migrations` and `--api`.
+    #[arg(short = 'f', long = "file", value_name = "SPEC")]
+    file: Option<std::path::PathBuf>,
     #[arg(long)]
     reason: Option<String>,
     #[command(flatten)]
@@ -365,6 +370,7 @@ pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
     if let Some(art) = &a.artifact {
         body["artifact"] = json!(art);
     }
+    let a = with_spec_paths(a)?;
     if !a.migrations.is_empty() || a.api.is_some() {
         body["contracts"] = contracts(&a)?;
     }
@@ -378,6 +384,33 @@ pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
     )?;
     print_change(&a.remote, &v);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fills `--migrations`, `--api` and `--dialect` from the spec's `gates:`
+/// section when they are not given.
+fn with_spec_paths(mut a: ReleaseArgs) -> Result<ReleaseArgs> {
+    let Some(file) = &a.file else { return Ok(a) };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| miette!("-f {}: cannot read it: {e}", file.display()))?;
+    let spec = backout_spec::ServiceSpec::parse(&backout_spec::Source::new(
+        file.display().to_string(),
+        text,
+    ))?;
+    let base = file.parent().unwrap_or(std::path::Path::new("."));
+    if a.migrations.is_empty()
+        && let Some(m) = &spec.gates.migrations
+    {
+        a.migrations.push(base.join(m));
+    }
+    if a.api.is_none()
+        && let Some(p) = &spec.gates.api
+    {
+        a.api = Some(base.join(p));
+    }
+    if a.dialect.is_none() {
+        a.dialect = Some(spec.gates.dialect.as_str().to_string());
+    }
+    Ok(a)
 }
 
 /// The release's migrations and contract as the API takes them. Migration
@@ -395,7 +428,8 @@ fn contracts(a: &ReleaseArgs) -> Result<Json> {
             json!({"name": name, "text": f.sql})
         })
         .collect();
-    let mut c = json!({"dialect": a.dialect, "migrations": migrations});
+    let dialect = a.dialect.as_deref().unwrap_or("postgres");
+    let mut c = json!({"dialect": dialect, "migrations": migrations});
     if let Some(p) = &a.api {
         let text = std::fs::read_to_string(p)
             .map_err(|e| miette!("--api {}: cannot read it: {e}", p.display()))?;
