@@ -617,4 +617,40 @@ fn an_unsafe_migration_turns_the_automatic_rollback_into_a_page() {
     drop(load);
     assert!(up.events().iter().any(|e| e["kind"] == "input.accept_gates"
         && e["reason"] == "v1 writes note but never needs it back"));
+
+    // A release registered while v1 was stable is checked again against
+    // what is stable when it is rolled out.
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v3",
+        "--artifact=--latency 1ms",
+        "-f",
+        "shop.yaml",
+        "--no-rollout",
+    ]);
+    assert_eq!(release(&up.history(), "v3")["gates"]["against"], "v1");
+    up.release("v4", "--latency 1ms");
+    up.wait_for("v4 deployed", 30, |s| {
+        s["state"]["rollout"]["phase"] == "stepping"
+    });
+    up.ok(&[
+        "promote",
+        "shop",
+        "--full",
+        "--reason",
+        "v4 carries no migrations",
+    ]);
+    up.wait_for("v4 stable", 30, |s| {
+        stable(s) == Some("v4") && no_rollout(s)
+    });
+    up.ok(&["rollout", "shop", "--version", "v3"]);
+    let h = up.history();
+    assert_eq!(release(&h, "v3")["gates"]["against"], "v4", "{h:#}");
+    assert!(
+        up.events()
+            .iter()
+            .any(|e| e["kind"] == "input.recheck_gates")
+    );
 }

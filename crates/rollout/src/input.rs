@@ -65,6 +65,13 @@ pub enum Input {
         version: String,
         reason: String,
     },
+    /// A release's contracts checked again, against the release stable now
+    /// (it changed since the release was registered): the new report
+    /// replaces the old one, and an acceptance of the old one lapses.
+    RecheckGates {
+        version: String,
+        report: GateReport,
+    },
     /// Roll out a registered release (the first one goes straight to 100%).
     StartRollout {
         version: String,

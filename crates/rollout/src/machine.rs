@@ -112,6 +112,32 @@ impl ServiceState {
                     },
                 }
             }
+            Input::RecheckGates { version, report } => {
+                let Some(r) = self.release(version) else {
+                    return Err(Rejection::not_found(format!(
+                        "release {version} of {} is not registered",
+                        self.service
+                    )));
+                };
+                if r.contracts.is_none() {
+                    return Err(Rejection::conflict(format!(
+                        "{version} carries no migrations or contract to check"
+                    )));
+                }
+                if report.against != self.stable {
+                    return Err(Rejection::conflict(format!(
+                        "the new report on {version} is against {}, but {} is stable now; check it again",
+                        report.against.as_deref().unwrap_or("no release"),
+                        self.stable.as_deref().unwrap_or("no release")
+                    )));
+                }
+                if self.rollout.as_ref().is_some_and(|r| r.version == *version) {
+                    return Err(Rejection::conflict(format!(
+                        "{version} is being rolled out; its report cannot change under it"
+                    )));
+                }
+                Ok(())
+            }
             Input::AcceptGates { version, reason } => {
                 let Some(r) = self.release(version) else {
                     return Err(Rejection::not_found(format!(
@@ -151,6 +177,15 @@ impl ServiceState {
                     return Err(Rejection::conflict(format!(
                         "{version} is already the stable version of {}",
                         self.service
+                    )));
+                }
+                if let Some(report) = self.release(version).and_then(|r| r.gates.as_ref())
+                    && report.against != self.stable
+                {
+                    return Err(Rejection::conflict(format!(
+                        "{version} was checked against {}, but {} is stable now; its contracts must be checked again first (the API does so when it starts a rollout)",
+                        report.against.as_deref().unwrap_or("no release"),
+                        self.stable.as_deref().unwrap_or("no release")
                     )));
                 }
                 if let Some(report) = self.release(version).and_then(|r| r.gates.as_ref())
@@ -337,6 +372,24 @@ impl ServiceState {
                         contracts: gates.as_ref().and_then(|g| g.contracts.clone()),
                         gates: report,
                     });
+                }
+            }
+            Input::RecheckGates { version, report } => {
+                let lapsed = self
+                    .release(version)
+                    .and_then(|r| r.gates.as_ref())
+                    .and_then(|g| g.accepted.as_ref())
+                    .map(|a| format!("; the acceptance by {} of the earlier report lapses", a.by))
+                    .unwrap_or_default();
+                out.push(notice(
+                    "gates",
+                    format!(
+                        "{} (checked again){lapsed}",
+                        gate_notice(version, report, policy)
+                    ),
+                ));
+                if let Some(r) = self.release_mut(version) {
+                    r.gates = Some(report.clone());
                 }
             }
             Input::AcceptGates { version, reason } => {

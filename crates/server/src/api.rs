@@ -514,6 +514,7 @@ async fn create_release(
     .await?;
     let mut result = ChangeResult::from(registered);
     if req.rollout {
+        recheck_if_stale(h, &caller, &req.version, why.clone(), key.as_deref()).await?;
         let started = submit(
             h,
             &caller,
@@ -529,6 +530,59 @@ async fn create_release(
         result.notices.extend(started.notices);
     }
     Ok((StatusCode::CREATED, axum::Json(result)).into_response())
+}
+
+/// A release registered while another one was stable is checked again,
+/// against the release stable now, before it is rolled out: the gate is
+/// about what a rollback would go back to.
+async fn recheck_if_stale(
+    h: &ServiceHandle,
+    caller: &Caller,
+    version: &str,
+    why: Option<String>,
+    key: Option<&str>,
+) -> Result<(), ApiError> {
+    let view = h.view();
+    let Some(release) = view.state.release(version) else {
+        return Ok(());
+    };
+    let (Some(contracts), Some(report)) = (release.contracts.clone(), release.gates.as_ref())
+    else {
+        return Ok(());
+    };
+    if report.against == view.state.stable {
+        return Ok(());
+    }
+    let stable = view
+        .state
+        .stable
+        .as_deref()
+        .and_then(|v| view.state.release(v))
+        .cloned();
+    let report =
+        tokio::task::spawn_blocking(move || crate::gates::check(stable.as_ref(), &contracts))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    None,
+                    e.to_string(),
+                )
+            })?
+            .map_err(|u| ApiError::invalid(u.field, u.message))?;
+    submit(
+        h,
+        caller,
+        Input::RecheckGates {
+            version: version.to_string(),
+            report,
+        },
+        why,
+        key.map(|k| format!("{k}/recheck")),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn list_rollouts(
@@ -563,6 +617,7 @@ async fn start_rollout(
     let req: NewRollout = body(&bytes)?;
     let key = idempotency_key(&headers)?;
     let why = reason(req.reason, &headers);
+    recheck_if_stale(h, &caller, &req.version, why.clone(), key.as_deref()).await?;
     let done = submit(
         h,
         &caller,

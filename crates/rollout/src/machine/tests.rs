@@ -798,6 +798,52 @@ fn refuse_holds_an_unsafe_release_back_until_it_is_accepted_with_a_reason() {
 }
 
 #[test]
+fn a_report_against_a_release_no_longer_stable_is_checked_again_before_the_rollout() {
+    // v2 registered against v1, then v3 became stable.
+    let mut w = World::with_stable_only("[]");
+    w.policy.gates.on_unsafe = UnsafeGate::ManualRollback;
+    w.release_gated("v2", unsafe_report(Some("v1")));
+    w.send(Input::AcceptGates {
+        version: "v2".into(),
+        reason: "fine against v1".into(),
+    });
+    w.release("v3");
+    w.send(Input::StartRollout {
+        version: "v3".into(),
+    });
+    w.ready("v3", 2);
+    assert_eq!(w.state.stable.as_deref(), Some("v3"));
+    let start = Input::StartRollout {
+        version: "v2".into(),
+    };
+    let r = w.state.check(&start, &w.policy).unwrap_err();
+    assert!(r.message.contains("checked again"), "{}", r.message);
+    // A report against the wrong release is refused; one against v3 taken,
+    // and the acceptance of the old one lapses.
+    let stale = Input::RecheckGates {
+        version: "v2".into(),
+        report: unsafe_report(Some("v1")),
+    };
+    assert_eq!(
+        w.state.check(&stale, &w.policy).unwrap_err().code,
+        "conflict"
+    );
+    let fresh = Input::RecheckGates {
+        version: "v2".into(),
+        report: unsafe_report(Some("v3")),
+    };
+    assert_eq!(w.state.check(&fresh, &w.policy), Ok(()));
+    let actions = w.send(fresh);
+    let Action::Notify(n) = &actions[0] else {
+        panic!()
+    };
+    assert!(n.message.contains("lapses"), "{}", n.message);
+    let g = w.state.release("v2").unwrap().gates.clone().unwrap();
+    assert_eq!((g.against.as_deref(), g.accepted), (Some("v3"), None));
+    assert_eq!(w.state.check(&start, &w.policy), Ok(()));
+}
+
+#[test]
 fn a_report_is_taken_only_against_the_release_stable_now() {
     let mut w = World::with_stable_only("[]");
     for stale in [None, Some("v0")] {
@@ -888,6 +934,14 @@ fn any_input() -> impl Strategy<Value = Input> {
             version: v,
             reason: "checked".into()
         }),
+        (
+            version.clone(),
+            prop_oneof![Just(None), Just(Some("v1")), Just(Some("v2"))]
+        )
+            .prop_map(|(v, against)| Input::RecheckGates {
+                version: v,
+                report: unsafe_report(against)
+            }),
         version.clone().prop_map(|v| Input::RegisterRelease {
             version: v,
             artifact: None,
