@@ -142,6 +142,9 @@ fn fold(name: &str) -> String {
 /// A rule's hit: the statement and what to say.
 pub(crate) struct Hit {
     pub stmt: usize,
+    /// Where in the statement's file, when more precise than the
+    /// statement's start (a column of a `CREATE TABLE`).
+    pub at: Option<usize>,
     pub class: Class,
     pub message: String,
 }
@@ -179,7 +182,8 @@ pub fn check(files: &[MigrationFile], dialect: Dialect) -> MigrationReport {
             let Some(s) = ctx.stmts.get(hit.stmt) else {
                 continue;
             };
-            let (line, column) = indexes.get(s.file).map_or((1, 1), |x| x.locate(s.offset));
+            let at = hit.at.unwrap_or(s.offset);
+            let (line, column) = indexes.get(s.file).map_or((1, 1), |x| x.locate(at));
             findings.push(Finding {
                 file: files
                     .get(s.file)
@@ -361,6 +365,32 @@ mod tests {
                 .iter()
                 .any(|f| f.rule == "truncate" && f.line == 3)
         );
+    }
+
+    #[test]
+    fn column_findings_point_at_the_column() {
+        for dialect in [Dialect::Postgres, Dialect::Mysql] {
+            let report = check(
+                &[file(
+                    "1.sql",
+                    "CREATE TABLE IF NOT EXISTS t (\n  id int PRIMARY KEY,\n  total_price double precision NOT NULL,\n  note text\n);",
+                )],
+                dialect,
+            );
+            let at = |rule: &str| {
+                report
+                    .findings
+                    .iter()
+                    .find(|f| f.rule == rule)
+                    .map(|f| (f.line, f.column))
+            };
+            assert_eq!(at("float_money"), Some((3, 3)), "{dialect}: {report:#?}");
+            assert_eq!(
+                at("nullable_column"),
+                Some((4, 3)),
+                "{dialect}: {report:#?}"
+            );
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub(crate) fn parse(file: usize, sql: &str) -> (Vec<Stmt>, Vec<ParseProblem>) {
                     file,
                     offset: start,
                     text,
-                    kind: kind(&statement),
+                    kind: kind(&statement, &index),
                 });
             }
             Err(e) => {
@@ -141,10 +141,10 @@ fn type_name(t: &DataType) -> String {
         .to_string()
 }
 
-fn kind(s: &Statement) -> Kind {
+fn kind(s: &Statement, index: &LineIndex<'_>) -> Kind {
     match s {
         Statement::CreateTable(c) => {
-            let mut columns: Vec<Column> = c.columns.iter().map(column).collect();
+            let mut columns: Vec<Column> = c.columns.iter().map(|d| column(d, index)).collect();
             let mut primary_key = columns.iter().any(|c| c.primary_key);
             for k in &c.constraints {
                 if let TableConstraint::PrimaryKey(pk) = k {
@@ -170,7 +170,11 @@ fn kind(s: &Statement) -> Kind {
         Statement::AlterTable(a) => Kind::AlterTable {
             table: name(&a.name),
             if_exists: a.if_exists,
-            actions: a.operations.iter().flat_map(actions).collect(),
+            actions: a
+                .operations
+                .iter()
+                .flat_map(|o| actions(o, index))
+                .collect(),
         },
         Statement::RenameTable(renames) => match renames.first() {
             Some(r) if renames.len() == 1 => Kind::RenameTable {
@@ -269,7 +273,8 @@ fn kind(s: &Statement) -> Kind {
     }
 }
 
-fn column(def: &ColumnDef) -> Column {
+fn column(def: &ColumnDef, index: &LineIndex<'_>) -> Column {
+    let start = def.name.span.start;
     let mut col = Column {
         name: ident(&def.name),
         type_name: type_name(&def.data_type),
@@ -279,6 +284,7 @@ fn column(def: &ColumnDef) -> Column {
         generated: false,
         stored_expression: false,
         commented: false,
+        at: (start.line > 0).then(|| index.offset(start.line, start.column)),
     };
     for opt in &def.options {
         apply_option(&mut col, &opt.option);
@@ -326,14 +332,14 @@ fn default(e: &Expr) -> Default {
     }
 }
 
-fn actions(op: &AlterTableOperation) -> Vec<Action> {
+fn actions(op: &AlterTableOperation, index: &LineIndex<'_>) -> Vec<Action> {
     match op {
         AlterTableOperation::AddColumn {
             if_not_exists,
             column_def,
             ..
         } => vec![Action::AddColumn {
-            column: column(column_def),
+            column: column(column_def, index),
             if_not_exists: *if_not_exists,
         }],
         AlterTableOperation::DropColumn {
@@ -458,6 +464,7 @@ fn modify(column: &str, data_type: &DataType, options: &[ColumnOption]) -> Vec<A
         generated: false,
         stored_expression: false,
         commented: false,
+        at: None,
     };
     for o in options {
         apply_option(&mut col, o);

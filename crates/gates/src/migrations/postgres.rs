@@ -65,7 +65,7 @@ pub(crate) fn parse(file: usize, sql: &str) -> (Vec<Stmt>, Vec<ParseProblem>) {
                             };
                             let mut st =
                                 statement(file, piece, &piece_tokens, s, e, raw.stmt.as_deref());
-                            st.offset += start;
+                            st.shift(start);
                             stmts.push(st);
                         }
                     }
@@ -389,6 +389,7 @@ fn column(def: &ColumnDef) -> Column {
         default: def.raw_default.as_deref().map(default),
         stored_expression: false,
         commented: false,
+        at: usize::try_from(def.location).ok(),
     };
     for k in &def.constraints {
         let Some(NodeEnum::Constraint(k)) = k.node.as_ref() else {

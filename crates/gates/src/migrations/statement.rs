@@ -90,6 +90,28 @@ pub(crate) enum Object {
     Other(&'static str),
 }
 
+impl Stmt {
+    /// Moves the statement (and the columns it defines) by `by` bytes: for
+    /// a statement parsed out of a piece of its file.
+    pub fn shift(&mut self, by: usize) {
+        self.offset += by;
+        let columns: Vec<&mut Column> = match &mut self.kind {
+            Kind::CreateTable { columns, .. } => columns.iter_mut().collect(),
+            Kind::AlterTable { actions, .. } => actions
+                .iter_mut()
+                .filter_map(|a| match a {
+                    Action::AddColumn { column, .. } => Some(column),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for c in columns {
+            c.at = c.at.map(|a| a + by);
+        }
+    }
+}
+
 impl Object {
     pub fn noun(self) -> &'static str {
         match self {
@@ -196,6 +218,9 @@ pub(crate) struct Column {
     pub stored_expression: bool,
     /// A comment on the column itself (MySQL's `COMMENT '…'`).
     pub commented: bool,
+    /// Byte offset of the column's definition in its file, when the parser
+    /// says.
+    pub at: Option<usize>,
 }
 
 /// A column default, as far as a rollback cares.

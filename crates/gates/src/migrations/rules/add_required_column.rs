@@ -15,6 +15,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
             {
                 Some(Hit {
                     stmt: i,
+                    at: column.at,
                     class: Class::Unsafe,
                     message: format!(
                         "the new column {table}.{} is NOT NULL without a default, so the previous release's inserts, which do not name it, fail; add it with a DEFAULT (or nullable), backfill, and require it only once no release that omits it can come back",

@@ -13,6 +13,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         .filter_map(|(i, table, a)| match a {
             Action::AlterType { column, new_type, .. } => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "changing the type of {table}.{column} to {new_type} can break the previous release (it may write values the new type refuses, or read a type it does not expect) and rewrites the table under an exclusive lock; expand and contract instead: add a new column of type {new_type}, write both from the new release and backfill, move reads, and drop {column} in a later release"

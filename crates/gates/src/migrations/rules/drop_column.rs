@@ -11,6 +11,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         .filter_map(|(i, table, a)| match a {
             Action::DropColumn { column, .. } => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "dropping column {table}.{column} breaks the previous release, which still reads or writes it, so rolling the code back would not restore service; contract in two releases: ship code that no longer uses {column} (and make it nullable or give it a default so that code's inserts work), then drop it in a later release"

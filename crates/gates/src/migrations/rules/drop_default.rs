@@ -12,6 +12,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         .filter_map(|(i, table, a)| match a {
             Action::DropDefault { column } => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "dropping the default of {table}.{column} breaks the previous release if its inserts leave {column} out (they then fail, or store NULL); keep the default until no release that relies on it can come back"

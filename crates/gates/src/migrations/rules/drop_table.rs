@@ -17,6 +17,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         for name in names.iter().filter(|n| !ctx.is_new(n, i)) {
             out.push(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "dropping {} {name} breaks the previous release, which still uses it, so rolling the code back would not restore service; contract in two releases: first ship code that no longer uses {name}, then drop it in a later release once that code is known good",

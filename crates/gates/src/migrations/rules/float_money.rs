@@ -28,9 +28,10 @@ fn money(name: &str) -> bool {
     MONEY.iter().any(|w| lower.contains(w))
 }
 
-fn hit(stmt: usize, table: &str, column: &str, type_name: &str) -> Hit {
+fn hit(stmt: usize, at: Option<usize>, table: &str, column: &str, type_name: &str) -> Hit {
     Hit {
         stmt,
+        at,
         class: Class::Hygiene,
         message: format!(
             "{table}.{column} looks like money but is {type_name}, a binary floating-point type in which 0.1 + 0.2 is not 0.3; use numeric(precision, scale) (DECIMAL in MySQL), or an integer number of cents"
@@ -45,21 +46,21 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         match &s.kind {
             Kind::CreateTable { table, columns, .. } => {
                 for c in columns.iter().filter(|c| flagged(c)) {
-                    out.push(hit(i, table, &c.name, &c.type_name));
+                    out.push(hit(i, c.at, table, &c.name, &c.type_name));
                 }
             }
             Kind::AlterTable { table, actions, .. } => {
                 for a in actions {
                     match a {
                         Action::AddColumn { column, .. } if flagged(column) => {
-                            out.push(hit(i, table, &column.name, &column.type_name));
+                            out.push(hit(i, column.at, table, &column.name, &column.type_name));
                         }
                         Action::AlterType {
                             column, new_type, ..
                         } if money(column)
                             && is_float(new_type.split('(').next().unwrap_or_default()) =>
                         {
-                            out.push(hit(i, table, column, new_type));
+                            out.push(hit(i, None, table, column, new_type));
                         }
                         _ => {}
                     }

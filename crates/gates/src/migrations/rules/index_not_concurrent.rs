@@ -16,6 +16,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                 ..
             } if !ctx.is_new(table, i) => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Risky,
                 message: format!(
                     "building an index on {table} without CONCURRENTLY blocks every write to it until the build ends; use CREATE INDEX CONCURRENTLY (outside a transaction), so neither the release nor a rollback waits on it"
@@ -28,6 +29,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                 ..
             } => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Risky,
                 message: format!(
                     "dropping index {} without CONCURRENTLY takes an exclusive lock on its table; use DROP INDEX CONCURRENTLY",

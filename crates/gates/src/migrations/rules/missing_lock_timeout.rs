@@ -54,6 +54,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
             reported = true;
             out.push(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Risky,
                 message: format!(
                     "this statement waits for its lock with no time limit, and while it waits every query on the table waits behind it; start the file with `{setting}` and retry the migration when it times out"

@@ -17,6 +17,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                 ..
             } => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Hygiene,
                 message: format!(
                     "table {table} has no primary key; logical replication, upserts and online schema-change tools need one: add a PRIMARY KEY column (e.g. id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY)"

@@ -8,6 +8,7 @@ use crate::migrations::{Context, Dialect, Hit};
 fn hit(stmt: usize, what: String, fix: &str) -> Hit {
     Hit {
         stmt,
+        at: None,
         class: Class::Risky,
         message: format!(
             "{what} fails if the migration runs again after a partial failure, which leaves the schema half-way between releases; write {fix}"

@@ -10,6 +10,7 @@ use crate::migrations::{Context, Hit};
 fn hit(stmt: usize, what: &str) -> Hit {
     Hit {
         stmt,
+        at: None,
         class: Class::Unsafe,
         message: format!(
             "not understood: {what}; the checks cannot tell what it does to a rollback, so check by hand that the previous release still works against the result"

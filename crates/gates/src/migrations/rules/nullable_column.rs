@@ -27,6 +27,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
     let mut push = |i: usize, table: &str, c: &Column| {
         out.push(Hit {
             stmt: i,
+            at: c.at,
             class: Class::Hygiene,
             message: format!(
                 "column {table}.{} may be NULL with no reason given; make it NOT NULL (with a default), or say why NULL is allowed with {how} (e.g. 'NULL until the backfill of release N+1')",

@@ -9,6 +9,7 @@ use super::old_table_actions;
 fn hit(stmt: usize, table: &str, from: &str, to: &str) -> Hit {
     Hit {
         stmt,
+        at: None,
         class: Class::Unsafe,
         message: format!(
             "renaming column {table}.{from} to {to} breaks the previous release, which still uses {from}; expand and contract instead: add {to}, write both columns from the new release and backfill, move reads to {to}, and drop {from} in a later release"

@@ -11,6 +11,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         .filter_map(|(i, s)| match &s.kind {
             Kind::RenameTable { from, to } if !ctx.is_new(from, i) => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "renaming {from} to {to} breaks the previous release, which still uses {from}; expand and contract instead: create {to} (or a view named {to} over {from}), write both from the new release, move reads, and drop {from} in a later release"

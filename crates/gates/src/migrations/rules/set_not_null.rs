@@ -21,6 +21,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
             };
             Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "making {table}.{column} NOT NULL breaks the previous release if it inserts rows without {column}, and scans the whole table under an exclusive lock; instead give {column} a default the old code's inserts get, or add CHECK ({column} IS NOT NULL) NOT VALID and VALIDATE it, and set NOT NULL only once no release that omits {column} can come back"

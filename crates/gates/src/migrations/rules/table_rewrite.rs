@@ -28,6 +28,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
             };
             Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Risky,
                 message: format!(
                     "{why}: the table is rewritten under an exclusive lock, so reads and writes wait; add the column without a default (or with a constant one), set the default afterwards, and backfill in batches"

@@ -43,6 +43,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                 {
                     out.push(Hit {
                         stmt: i,
+                        at: None,
                         class: Class::Risky,
                         message: "CREATE INDEX CONCURRENTLY cannot run inside a transaction block: this migration fails here; move it out of BEGIN … COMMIT".into(),
                     });
@@ -57,6 +58,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                     reported = true;
                     out.push(Hit {
                         stmt: i,
+                        at: None,
                         class: Class::Risky,
                         message: format!(
                             "this runs in the same transaction as {first}, whose lock is held until COMMIT, so the table stays blocked while it runs; commit after each lock-taking DDL statement and do data changes in their own transactions"

@@ -14,6 +14,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
         for t in tables.iter().filter(|t| !ctx.is_new(t, i)) {
             out.push(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "TRUNCATE {t} deletes every row, and rolling the code back brings none of them back; delete in batches with a WHERE that names what goes, after a backup, or move the rows to an archive table first"

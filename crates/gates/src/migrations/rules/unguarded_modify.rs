@@ -16,6 +16,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                 guarded: false,
             } if !ctx.is_new(table, i) => Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Unsafe,
                 message: format!(
                     "{verb} without WHERE changes every row of {table}, and rolling the code back does not undo it; guard it with a WHERE that names the rows (e.g. WHERE new_col IS NULL for a backfill), and keep what the previous release reads intact"

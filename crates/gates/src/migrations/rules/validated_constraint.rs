@@ -36,6 +36,7 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
             };
             Some(Hit {
                 stmt: i,
+                at: None,
                 class: Class::Risky,
                 message,
             })
