@@ -102,7 +102,7 @@ log "backout flags serve: OFREP bulk evaluation"
 PIDS+=($!)
 wait_http "http://127.0.0.1:$BACKOUT_PORT/readyz"
 OFREP_URL="http://127.0.0.1:$BACKOUT_PORT/ofrep/v1/evaluate/flags"
-curl -fsS -X POST "$OFREP_URL" -H 'Authorization: Bearer bench-token' -d @"$WORK/ofrep-body.json" >"$WORK/backout-sample.json"
+curl -fsS -X POST "$OFREP_URL" -H 'Authorization: Bearer bench-token' -H 'Content-Type: application/json' -d @"$WORK/ofrep-body.json" >"$WORK/backout-sample.json"
 script=$(wrk_script "$WORK/ofrep-body.json" "Authorization: Bearer bench-token")
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$OFREP_URL" | tee "$WORK/backout-wrk.txt" >&2
 backout_rps=$(rps <"$WORK/backout-wrk.txt")

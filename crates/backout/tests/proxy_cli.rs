@@ -116,6 +116,7 @@ async fn quick_mode_splits_and_rolls_back() {
             "http://{}/admin/v1/services/default/rollback",
             p.admin
         ))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

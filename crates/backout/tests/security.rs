@@ -506,3 +506,194 @@ fn refusals_carry_the_listeners_json_error_body() {
         assert!(!message.is_empty(), "{text}");
     }
 }
+
+/// What a web page can make a browser send to a listener on loopback:
+/// a "simple" cross-site POST (`text/plain`, with the page's `Origin`),
+/// a form without `Origin`, and, after DNS rebinding, a same-origin JSON
+/// request whose `Host` is the page's name. All are refused; the tool's
+/// own request passes.
+fn browser_requests_are_refused(addr: std::net::SocketAddr, mutation: (&str, &str), read: &str) {
+    let (method, path) = mutation;
+    let url = format!("http://{addr}{path}");
+    let (status, body) = request(
+        method,
+        &url,
+        &[
+            ("content-type", "text/plain"),
+            ("origin", "http://evil.example"),
+        ],
+        "{}",
+    );
+    assert_eq!(status, 403, "cross-site simple request: {body}");
+    let (status, body) = request(method, &url, &[("content-type", "text/plain")], "{}");
+    assert_eq!(status, 415, "a form's text/plain: {body}");
+    let (status, body) = request(method, &url, &[], "");
+    assert_eq!(status, 415, "a bodiless POST: {body}");
+    let rebound_host = format!("evil.example:{}", addr.port());
+    let rebound_origin = format!("http://{rebound_host}");
+    let (status, body) = request(
+        method,
+        &url,
+        &[
+            ("host", &rebound_host),
+            ("origin", &rebound_origin),
+            ("content-type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(status, 421, "after DNS rebinding: {body}");
+    let (status, body) = request(
+        "GET",
+        &format!("http://{addr}{read}"),
+        &[("host", &rebound_host)],
+        "",
+    );
+    assert_eq!(status, 421, "a rebound page reading: {body}");
+    assert!(body.contains("--allow-host"), "{body}");
+}
+
+/// The tool's own request: JSON, its own Host, no Origin.
+fn the_tool_gets_through(addr: std::net::SocketAddr, (method, path): (&str, &str)) {
+    let (status, body) = request(
+        method,
+        &format!("http://{addr}{path}"),
+        &[("content-type", "application/json")],
+        "{}",
+    );
+    assert!(
+        ![403, 415, 421].contains(&status),
+        "the tool's request: {status} {body}"
+    );
+}
+
+#[test]
+fn web_pages_cannot_drive_the_proxy_admin_api() {
+    let (_proxy, addr) = spawn_listening(
+        &[
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        "admin API on",
+    );
+    let generation = || {
+        let url = format!("http://{addr}/admin/v1/services/default/route");
+        let (_, body) = request("GET", &url, &[], "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["generation"].as_u64().unwrap()
+    };
+    let before = generation();
+    let rollback = ("POST", "/admin/v1/services/default/rollback");
+    browser_requests_are_refused(addr, rollback, "/admin/v1/services");
+    assert_eq!(generation(), before, "no request switched the route");
+    the_tool_gets_through(addr, rollback);
+    assert_eq!(generation(), before + 1, "the tool's rollback did");
+}
+
+#[test]
+fn web_pages_cannot_drive_an_open_flag_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}}"#,
+    )
+    .unwrap();
+    let (_server, addr) = spawn_listening(
+        &[
+            "flags",
+            "serve",
+            "-f",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "serving",
+    );
+    browser_requests_are_refused(addr, ("POST", "/api/v1/flags/f/kill"), "/api/v1/flags");
+    let flags = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        flags.contains("ENABLED"),
+        "no request killed the flag:\n{flags}"
+    );
+}
+
+/// The admin API refuses to listen beyond loopback without tokens; with a
+/// token file every call but the health checks needs one.
+#[test]
+fn the_admin_api_has_tokens_and_needs_them_beyond_loopback() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--admin-token-file"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123456789abcdef";
+    let file = dir.path().join("admin.tokens");
+    std::fs::write(&file, format!("# the control plane\n{token}\n")).unwrap();
+    let (_proxy, addr) = spawn_listening(
+        &[
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "0.0.0.0:0",
+            "--admin-token-file",
+            file.to_str().unwrap(),
+        ],
+        "admin API on",
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
+    let services = format!("http://{addr}/admin/v1/services");
+    let (status, body) = request("GET", &services, &[], "");
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = request(
+        "GET",
+        &services,
+        &[("authorization", "Bearer not-the-token-at-all")],
+        "",
+    );
+    assert_eq!(status, 401);
+    let (status, _) = request("GET", &format!("http://{addr}/healthz"), &[], "");
+    assert_eq!(status, 200, "health checks need no token");
+    let auth = format!("Bearer {token}");
+    let (status, body) = request("GET", &services, &[("authorization", &auth)], "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request(
+        "POST",
+        &format!("http://{addr}/admin/v1/services/default/rollback"),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = request(
+        "GET",
+        &format!("http://{addr}/metrics"),
+        &[("authorization", &auth)],
+        "",
+    );
+    let name = "backout_auth_failures_total{listener=\"admin\",reason=\"missing\"}";
+    assert_eq!(sample(&metrics, name), Some(1.0), "{metrics}");
+}

@@ -136,6 +136,95 @@ impl Failures {
     }
 }
 
+/// A fixed set of accepted tokens (the flag server's `--token`, the admin
+/// API's `--admin-token-file`), with the failed attempts to present one.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    accepted: std::sync::Arc<Vec<String>>,
+    failures: std::sync::Arc<Failures>,
+}
+
+impl Tokens {
+    /// `listener` names the listener in logs and metrics. Empty tokens are
+    /// dropped; with none left, [`Tokens::is_open`] is true.
+    pub fn new(listener: &'static str, tokens: Vec<String>) -> Tokens {
+        Tokens {
+            accepted: std::sync::Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
+            failures: std::sync::Arc::new(Failures::new(listener)),
+        }
+    }
+
+    /// No token is configured: everyone may call.
+    pub fn is_open(&self) -> bool {
+        self.accepted.is_empty()
+    }
+
+    /// The failed attempts so far, for `/metrics`.
+    pub fn failures(&self) -> &std::sync::Arc<Failures> {
+        &self.failures
+    }
+
+    /// Checks the request headers: `Ok` when allowed, otherwise why not.
+    /// Does not record the failure (see [`Failures::record`]).
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Failure> {
+        if self.is_open() {
+            return Ok(());
+        }
+        match presented(headers) {
+            Presented::Nothing => Err(Failure::Missing),
+            Presented::Malformed => Err(Failure::Malformed),
+            Presented::Token(p) => {
+                let accepted = self
+                    .accepted
+                    .iter()
+                    .any(|t| constant_time_eq(p.as_bytes(), t.as_bytes()));
+                if accepted {
+                    Ok(())
+                } else {
+                    Err(Failure::Unknown)
+                }
+            }
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// says nothing about how much of a token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a token file: one token per line; blank lines and lines starting
+/// with `#` are skipped. A token shorter than 16 characters is refused, as
+/// it could be guessed.
+pub fn read_token_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.len() < 16 {
+            return Err(format!(
+                "{}:{}: a token of {} characters is too easy to guess; use at least 16 random characters (e.g. `openssl rand -hex 32`)",
+                path.display(),
+                i + 1,
+                line.len()
+            ));
+        }
+        tokens.push(line.to_string());
+    }
+    if tokens.is_empty() {
+        return Err(format!(
+            "the token file {} holds no token; write one per line",
+            path.display()
+        ));
+    }
+    Ok(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,16 +5,20 @@
 //!
 //! - [`serve`]: the accept loop, with [`Limits`] on time, connections and
 //!   body size, and errors in the listener's [`ErrorStyle`].
-//! - [`credentials`]: reading a token out of a request, and counting and
-//!   logging the attempts that fail.
+//! - [`origin`]: the checks that keep web pages out (CSRF, DNS
+//!   rebinding): `Host`, `Origin`, `Content-Type` on mutations.
+//! - [`credentials`]: reading a token out of a request, fixed token sets,
+//!   and counting and logging the attempts that fail.
 
 pub mod credentials;
 pub mod errors;
 pub mod limits;
+pub mod origin;
 pub mod serve;
 
 pub use errors::ErrorStyle;
 pub use limits::Limits;
+pub use origin::Hosts;
 pub use serve::{Settings, serve};
 
 /// The client's address, in each request's extensions when the listener

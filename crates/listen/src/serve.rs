@@ -24,15 +24,27 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::Peer;
+use crate::credentials::{Failure, Tokens};
 use crate::errors::{ErrorStyle, json_errors};
 use crate::limits::{Deadline, Limits};
+use crate::origin::{self, Hosts};
 
 /// How one control listener serves.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub limits: Limits,
     pub errors: ErrorStyle,
+    /// The `Host` names it answers to ([`Hosts::Any`] when it checks
+    /// credentials).
+    pub hosts: Hosts,
+    /// Tokens every request needs but the health checks (`/healthz`,
+    /// `/readyz`); `None` when the handlers check credentials themselves,
+    /// or nobody does.
+    pub tokens: Option<Tokens>,
 }
+
+/// What answers without a token on every listener.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// The largest request head (request line and headers) hyper buffers.
 const MAX_HEAD: usize = 64 * 1024;
@@ -147,6 +159,34 @@ async fn handle(
     settings: &Settings,
 ) -> Response {
     let limits = &settings.limits;
+    if let Err(refusal) = origin::check(req.method(), req.headers(), &settings.hosts) {
+        tracing::warn!(%peer, "refused {} {}: {}", req.method(), req.uri().path(), refusal.message);
+        return settings.errors.response(refusal.status, &refusal.message);
+    }
+    if let Some(tokens) = &settings.tokens
+        && !OPEN_PATHS.contains(&req.uri().path())
+        && let Err(failure) = tokens.check(req.headers())
+    {
+        tokens.failures().record(
+            failure,
+            Some(peer),
+            req.method().as_str(),
+            req.uri().path(),
+            None,
+        );
+        let message = match failure {
+            Failure::Missing | Failure::Malformed => {
+                "this endpoint needs a token: send `Authorization: Bearer <token>`"
+            }
+            Failure::Unknown | Failure::Forbidden => "unknown token",
+        };
+        let mut resp = settings.errors.response(StatusCode::UNAUTHORIZED, message);
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"backout\""),
+        );
+        return resp;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -169,6 +209,10 @@ async fn handle(
     }
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(Peer(peer));
+    if let Some(tokens) = &settings.tokens {
+        // For the listener's `/metrics`.
+        parts.extensions.insert(Arc::clone(tokens.failures()));
+    }
     parts.extensions.insert(ConnectInfo(peer));
     let body =
         http_body_util::Limited::new(Deadline::new(body, limits.body_timeout), limits.max_body);

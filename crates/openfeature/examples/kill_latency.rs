@@ -37,7 +37,7 @@ async fn main() {
     let source = FileSource::new(&file);
     source.reload_into(&store).expect("load");
     let manager = Manager::new(source.clone(), store.clone());
-    let app = ofrep::standalone_router(store.clone(), Tokens::new(vec![]), manager);
+    let app = ofrep::standalone_router(store.clone(), Tokens::new("flags", vec![]), manager);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

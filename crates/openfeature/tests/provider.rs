@@ -114,7 +114,11 @@ fn start_server(file: &std::path::Path) -> (String, Manager, std::sync::mpsc::Se
     let source = FileSource::new(file);
     source.reload_into(&store).expect("flags load");
     let manager = Manager::new(source, store.clone());
-    let app = ofrep::standalone_router(store, Tokens::new(vec!["t".into()]), manager.clone());
+    let app = ofrep::standalone_router(
+        store,
+        Tokens::new("flags", vec!["t".into()]),
+        manager.clone(),
+    );
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {

@@ -125,8 +125,16 @@ fn service(state: &AdminState, name: &str) -> Result<Arc<Service>, ApiError> {
     })
 }
 
-async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    let mut resp = state.metrics.render().into_response();
+async fn metrics(
+    State(state): State<Arc<AdminState>>,
+    failures: Option<axum::Extension<Arc<backout_listen::credentials::Failures>>>,
+) -> Response {
+    let mut text = state.metrics.render();
+    // Refused tokens, when the admin API has tokens.
+    if let Some(axum::Extension(failures)) = failures {
+        text.push_str(&failures.render());
+    }
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

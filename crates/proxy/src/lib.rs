@@ -67,6 +67,10 @@ pub enum ProxyError {
     Route { service: String, source: RouteError },
     #[error("service {0:?} has no listen address; set `listen:` in its file or pass --listen")]
     NoListener(String),
+    #[error(
+        "the admin API would listen on {0} without a token: anyone who can reach it could switch traffic; give it tokens (--admin-token-file) or listen on loopback"
+    )]
+    AdminWithoutToken(SocketAddr),
     #[error("two services are named {0:?}; service names must be unique")]
     DuplicateService(String),
     #[error(
@@ -206,6 +210,9 @@ impl RunningProxy {
         });
         let admin = match config.admin {
             None => None,
+            Some(addr) if !addr.ip().is_loopback() && config.admin_listener.tokens.is_none() => {
+                return Err(ProxyError::AdminWithoutToken(addr));
+            }
             Some(addr) => {
                 let std_listener = listener::bind_std(addr, false)
                     .map_err(|source| ProxyError::Bind { addr, source })?;

@@ -44,7 +44,7 @@ async fn serve(dir: tempfile::TempDir, now: Arc<AtomicI64>) -> Rig {
         manager.clone(),
         Arc::new(move || clock.load(Ordering::SeqCst)),
     );
-    let tokens = Tokens::new(vec!["t".into()]);
+    let tokens = Tokens::new("flags", vec!["t".into()]);
     let app = ofrep::guarded_router(store, tokens, manager.clone(), guards.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -78,12 +78,24 @@ impl Remote {
             .into_diagnostic()?;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let method: reqwest::Method = method.parse().into_diagnostic()?;
+        let mutation = [
+            reqwest::Method::POST,
+            reqwest::Method::PUT,
+            reqwest::Method::PATCH,
+        ]
+        .contains(&method);
         let mut request = client.request(method, &url);
         if let Some(token) = self.token() {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request.json(&body);
+        match body {
+            Some(body) => request = request.json(&body),
+            // The API refuses a mutation that does not say it is JSON (a
+            // browser's form could send it otherwise), also without a body.
+            None if mutation => {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            None => {}
         }
         let response = request.send().await.map_err(|e| {
             miette!(

@@ -35,6 +35,11 @@ pub struct ServeArgs {
     /// the server is open.
     #[arg(long = "token", env = "BACKOUT_FLAGS_TOKEN", hide_env_values = true)]
     tokens: Vec<String>,
+    /// Another host name the server answers to when it has no token (it
+    /// answers to its address and `localhost`; other names are refused
+    /// against DNS rebinding). Repeat for several.
+    #[arg(long, value_name = "NAME")]
+    allow_host: Vec<String>,
     #[command(flatten)]
     api_listener: super::listen::ListenArgs,
 }
@@ -213,7 +218,7 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
         let served = ofrep::Served::open(&args.file, None)
             .map_err(|e| miette!("{e}"))
             .wrap_err("cannot start the flag server")?;
-        let tokens = Tokens::new(args.tokens);
+        let tokens = Tokens::new("flags", args.tokens);
         let app = ofrep::guarded_router(
             served.store.clone(),
             tokens.clone(),
@@ -238,15 +243,17 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        backout_listen::serve(
-            listener,
-            app,
-            args.api_listener
-                .settings(backout_listen::ErrorStyle::Ofrep),
-            shutdown,
-        )
-        .await
-        .into_diagnostic()?;
+        let mut settings = args
+            .api_listener
+            .settings(backout_listen::ErrorStyle::Ofrep);
+        if tokens.is_open() {
+            // Without a token, a web page that rebinds its name to this
+            // address must not get in.
+            settings.hosts = backout_listen::Hosts::local(args.listen, &args.allow_host);
+        }
+        backout_listen::serve(listener, app, settings, shutdown)
+            .await
+            .into_diagnostic()?;
         served.save_usage();
         Ok(ExitCode::SUCCESS)
     })
@@ -665,6 +672,7 @@ fn http(server: &str, target: &Target, method: &str, path: &str, body: Json) -> 
         let client = reqwest::Client::new();
         let url = format!("{}{path}", server.trim_end_matches('/'));
         let method: reqwest::Method = method.parse().into_diagnostic()?;
+        let mutation = [reqwest::Method::POST, reqwest::Method::PUT].contains(&method);
         let mut request = client
             .request(method, &url)
             .header("x-backout-actor", &target.actor);
@@ -673,6 +681,9 @@ fn http(server: &str, target: &Target, method: &str, path: &str, body: Json) -> 
         }
         if !body.is_null() {
             request = request.json(&body);
+        } else if mutation {
+            // The servers refuse a mutation that does not say it is JSON.
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
         let response = request
             .send()

@@ -38,6 +38,7 @@ impl ListenArgs {
                 ..Limits::default()
             },
             errors,
+            ..Settings::default()
         }
     }
 }

@@ -15,8 +15,8 @@ use miette::{IntoDiagnostic, WrapErr, miette};
 #[command(
     after_help = "Quick mode:  backout proxy --stable http://127.0.0.1:9001 --canary http://127.0.0.1:9002 --canary-weight 10
 Config mode: backout proxy -f web.yaml -f api.yaml
-Switch at run time: curl -X PUT localhost:9900/admin/v1/services/default/route -d '{\"stable\":\"stable\",\"canary\":\"canary\",\"canary_weight\":25}'
-Roll back:   curl -X POST localhost:9900/admin/v1/services/default/rollback"
+Switch at run time: curl -X PUT localhost:9900/admin/v1/services/default/route -H 'content-type: application/json' -d '{\"stable\":\"stable\",\"canary\":\"canary\",\"canary_weight\":25}'
+Roll back:   curl -X POST localhost:9900/admin/v1/services/default/rollback -H 'content-type: application/json'"
 )]
 pub struct Args {
     /// Service files (YAML), one service each. Not with --stable.
@@ -49,6 +49,17 @@ pub struct Args {
     /// Data-plane worker threads, each with its own event loop (0: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     workers: usize,
+    /// Tokens for the admin API, one per line (`#` starts a comment). With
+    /// them every admin call but `/healthz` and `/readyz` needs
+    /// `Authorization: Bearer TOKEN`; without, the admin API only listens
+    /// on loopback.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Another host name the admin API answers to when it has no tokens
+    /// (it answers to its address and `localhost`; other names are refused
+    /// against DNS rebinding). Repeat for several.
+    #[arg(long, value_name = "NAME")]
+    allow_host: Vec<String>,
     #[command(flatten)]
     api_listener: super::listen::ListenArgs,
 }
@@ -65,7 +76,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         services,
         default_listen: Some(args.listen),
         admin: Some(args.admin),
-        admin_listener: args.api_listener.settings(backout_listen::ErrorStyle::Api),
+        admin_listener: admin_listener(&args)?,
         drain_timeout: drain.get(),
         workers: args.workers,
     };
@@ -78,6 +89,21 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .build()
         .into_diagnostic()?;
     runtime.block_on(serve(config))
+}
+
+/// The admin API's settings: its limits, and tokens from the token file,
+/// or without them only the local host names.
+fn admin_listener(args: &Args) -> miette::Result<backout_listen::Settings> {
+    let mut settings = args.api_listener.settings(backout_listen::ErrorStyle::Api);
+    match &args.admin_token_file {
+        Some(file) => {
+            let tokens = backout_listen::credentials::read_token_file(file)
+                .map_err(|e| miette!("--admin-token-file: {e}"))?;
+            settings.tokens = Some(backout_listen::credentials::Tokens::new("admin", tokens));
+        }
+        None => settings.hosts = backout_listen::Hosts::local(args.admin, &args.allow_host),
+    }
+    Ok(settings)
 }
 
 async fn serve(config: ProxyConfig) -> miette::Result<ExitCode> {

@@ -59,6 +59,7 @@ async fn bad_route_changes_are_refused_with_the_field_named() {
     let resp = h
         .http
         .put(h.admin_url("/admin/v1/services/nope/route"))
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await

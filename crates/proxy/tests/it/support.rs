@@ -135,6 +135,7 @@ impl Harness {
         let resp = self
             .http
             .put(self.admin_url(&format!("/admin/v1/services/{service}/route")))
+            .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await

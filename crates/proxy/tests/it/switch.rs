@@ -80,6 +80,7 @@ async fn rollback_sends_everything_to_stable_at_once() {
     let resp = h
         .http
         .post(h.admin_url("/admin/v1/services/web/rollback"))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();
