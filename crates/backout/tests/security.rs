@@ -697,3 +697,77 @@ fn the_admin_api_has_tokens_and_needs_them_beyond_loopback() {
     let name = "backout_auth_failures_total{listener=\"admin\",reason=\"missing\"}";
     assert_eq!(sample(&metrics, name), Some(1.0), "{metrics}");
 }
+
+/// Nobody can lock every admin out through the API, and whoever holds the
+/// data directory can get back in, on the record.
+#[test]
+fn the_last_admin_cannot_be_revoked_and_a_lost_token_is_recovered_locally() {
+    let port = free_port();
+    let up = Up::start(&spec(port, "[{set_weight: 50}]", ""), port);
+    let out = up.cli(&["token", "revoke", "admin"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the last admin was revoked");
+    assert!(
+        stderr.contains("409") && stderr.contains("last admin token"),
+        "{stderr}"
+    );
+    let second = up.ok(&["token", "create", "second-admin", "--role", "admin"]);
+    up.ok(&["token", "revoke", "admin"]);
+    let out = up.cli_as(second.trim(), &["token", "revoke", "second-admin"]);
+    assert!(!out.status.success(), "the new last admin was revoked");
+
+    // The admin token file is lost (and `second-admin`'s secret with it).
+    std::fs::remove_file(up.data.join("admin.token")).unwrap();
+    let data = up.data.to_str().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "token",
+            "recover",
+            "--data",
+            data,
+            "--name",
+            "break-glass",
+            "--reason",
+            "admin token lost",
+        ])
+        .env("USER", "oncall")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = std::fs::read_to_string(up.data.join("admin.token")).unwrap();
+    let listed = up.cli_as(secret.trim(), &["token", "list"]);
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("break-glass"));
+    let events = up.cli_as(secret.trim(), &["events", "--limit", "10000", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
+    let recovered = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "token.recovered")
+        .expect("the recovery is in the event log")
+        .clone();
+    assert_eq!(recovered["actor"], "local:oncall");
+    assert_eq!(recovered["reason"], "admin token lost");
+    assert!(
+        !recovered.to_string().contains(secret.trim()),
+        "the secret is not in the log"
+    );
+
+    // Without the data directory's event log there is nothing to recover.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["token", "recover", "--data", empty.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no event log"));
+    assert!(
+        !empty.path().join("backout.db").exists(),
+        "nothing was created"
+    );
+}

@@ -912,7 +912,15 @@ async fn revoke_token(
     })
     .await
     .map_err(|e| internal(e.to_string()))?
-    .map_err(|e| internal(e.to_string()))?;
+    .map_err(|e| match e {
+        backout_store::StoreError::LastAdmin { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            Some("name".into()),
+            e.to_string(),
+        ),
+        other => internal(other.to_string()),
+    })?;
     if revoked {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

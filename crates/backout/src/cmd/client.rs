@@ -286,12 +286,73 @@ pub enum TokenCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Revoke a token.
+    /// Revoke a token. The last admin token cannot be revoked.
     Revoke {
         name: String,
         #[command(flatten)]
         remote: Remote,
     },
+    /// Lost every admin token? Mint a new one straight into the data
+    /// directory's event log and write it to DATA/admin.token. Works only
+    /// for whoever can write the data directory, and is recorded in the
+    /// event log as `token.recovered` by `local:$USER`.
+    #[command(
+        after_help = "Example: backout token recover --data /var/lib/backout --reason \"admin token lost\"\nThen revoke the tokens you no longer trust: backout token list, backout token revoke NAME"
+    )]
+    Recover {
+        /// Name of the new admin token (default: `recovered-UNIXSECONDS`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Who acts when the CLI writes to the data directory itself, as the
+/// event log records it.
+fn local_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("local:{user}")
+}
+
+/// The event log of an existing data directory, opened without the side
+/// effects of `backout up` (which mints a first admin token).
+fn existing_store(data: &std::path::Path) -> Result<backout_store::SqliteStore> {
+    let db = data.join("backout.db");
+    if !db.is_file() {
+        return Err(miette!(
+            "there is no event log at {}; give the data directory of an existing `backout up` with --data",
+            db.display()
+        ));
+    }
+    backout_store::SqliteStore::open(&db)
+        .map_err(|e| miette!("{e}"))
+        .wrap_err_with(|| format!("cannot open the event log {}", db.display()))
+}
+
+/// Appends the audit record of a token made locally.
+fn audit_local(
+    store: &dyn backout_store::Store,
+    kind: &str,
+    name: &str,
+    reason: Option<String>,
+    at: i64,
+) -> Result<()> {
+    let mut ev = backout_store::NewEvent::new(
+        "",
+        kind,
+        local_actor(),
+        at,
+        json!({"name": name, "role": backout_store::Role::Admin}),
+    );
+    if let Some(r) = reason {
+        ev = ev.with_reason(r);
+    }
+    store.append(vec![ev]).map_err(|e| miette!("{e}"))?;
+    Ok(())
 }
 
 fn path(s: &str) -> String {
@@ -898,9 +959,19 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
                 .map_err(|e: backout_store::ParseRoleError| miette!("--role: {e}"))?;
             let v = if local {
                 let (store, _) = super::up::open_store(&remote.data)?;
+                let at = now_ms();
                 let secret = store
-                    .create_token(&name, parsed, now_ms())
+                    .create_token(&name, parsed, at)
                     .map_err(|e| miette!("{e}"))?;
+                let mut ev = backout_store::NewEvent::new(
+                    "",
+                    "token.created",
+                    local_actor(),
+                    at,
+                    json!({"name": name, "role": parsed}),
+                );
+                ev = ev.with_reason("created locally (--local)");
+                store.append(vec![ev]).map_err(|e| miette!("{e}"))?;
                 json!({"name": name, "role": parsed, "secret": secret})
             } else {
                 remote.call(
@@ -928,6 +999,33 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
                         t["role"].as_str().unwrap_or_default()
                     );
                 }
+            });
+        }
+        TokenCommand::Recover {
+            name,
+            reason,
+            remote,
+        } => {
+            let store = existing_store(&remote.data)?;
+            let at = now_ms();
+            let name = name.unwrap_or_else(|| format!("recovered-{}", at / 1000));
+            let secret =
+                backout_store::Tokens::create_token(&store, &name, backout_store::Role::Admin, at)
+                    .map_err(|e| miette!("{e}"))?;
+            audit_local(&store, "token.recovered", &name, reason, at)?;
+            let file = remote.data.join("admin.token");
+            super::up::write_private(&file, &secret)?;
+            let v = json!({"name": name, "role": "admin", "secret": secret, "file": file});
+            remote.print(&v, |v| {
+                println!(
+                    "created admin token {:?} and wrote it to {} (the CLI uses it from there)",
+                    v["name"].as_str().unwrap_or_default(),
+                    file.display()
+                );
+                println!(
+                    "recorded as token.recovered by {}; now revoke the tokens you no longer trust (`backout token list`)",
+                    local_actor()
+                );
             });
         }
         TokenCommand::Revoke { name, remote } => {

@@ -99,7 +99,7 @@ pub fn open_store(data: &Path) -> miette::Result<(Arc<dyn Store>, Option<PathBuf
     Ok((store, None))
 }
 
-fn write_private(path: &Path, secret: &str) -> miette::Result<()> {
+pub(crate) fn write_private(path: &Path, secret: &str) -> miette::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
