@@ -24,6 +24,7 @@ use crate::service::Service;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_BACKOUT_ERROR: HeaderName = HeaderName::from_static("x-backout-error");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -51,8 +52,9 @@ impl Peer {
 /// Entry point for every request on a data-plane listener.
 pub(crate) async fn handle(
     peer: Arc<Peer>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    one_authority(&mut req);
     let host = request_host(&req);
     let Some(service) = peer.index.find(host, req.uri().path()).cloned() else {
         let msg = format!(
@@ -63,6 +65,34 @@ pub(crate) async fn handle(
         return Ok(local(StatusCode::NOT_FOUND, "no-service", msg));
     };
     Ok(forward(&service, req, &peer).await)
+}
+
+/// Makes the request's `Host` header its target's authority when the
+/// target has one (absolute form, `GET http://b.example/`, or HTTP/2's
+/// `:authority`), as RFC 9112 tells a proxy to: the service is chosen and
+/// the request forwarded by the same name, so `Host: a.example` cannot
+/// reach service b with a's name or the other way round.
+fn one_authority<B>(req: &mut Request<B>) {
+    let Some(authority) = req.uri().authority() else {
+        return;
+    };
+    // Userinfo (`user@host`) is no part of a Host header.
+    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    match HeaderValue::from_str(host) {
+        Ok(v) => {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        Err(_) => {
+            req.headers_mut().remove(header::HOST);
+        }
+    }
+}
+
+/// Whether a client at `ip` is one of the service's trusted proxies.
+fn trusts(trusted: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`.
+    let ip = ip.to_canonical();
+    trusted.iter().any(|net| net.contains(&ip))
 }
 
 /// Headers and cookies as the routing core sees them.
@@ -147,7 +177,13 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     let original_host = request_host_value(&parts.uri, &parts.headers);
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarded(&mut parts.headers, &peer.ip, original_host.as_ref());
+    let trusted = trusts(&service.spec.trusted_proxies, peer.addr.ip());
+    add_forwarded(
+        &mut parts.headers,
+        &peer.ip,
+        original_host.as_ref(),
+        trusted,
+    );
     let uri = match upstream_uri(service, &parts.uri) {
         Ok(u) => u,
         Err(e) => {
@@ -463,10 +499,32 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-/// Adds `X-Forwarded-For` (appending to one set by a proxy in front),
-/// `X-Forwarded-Proto` and `X-Forwarded-Host`. `client_ip` is the client's
-/// address as a header value, formatted once per connection.
-fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
+/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
+/// From a `trusted` proxy in front, its values stand and the client's
+/// address is appended to `X-Forwarded-For`; from anyone else they are
+/// replaced (and `Forwarded` dropped), so a client cannot pass for another
+/// address, scheme or host. `client_ip` is the client's address as a header
+/// value, formatted once per connection.
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    host: Option<&HeaderValue>,
+    trusted: bool,
+) {
+    if !trusted {
+        headers.insert(&X_FORWARDED_FOR, client_ip.clone());
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        match host {
+            Some(v) => {
+                headers.insert(&X_FORWARDED_HOST, v.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+        headers.remove(&FORWARDED);
+        return;
+    }
     // One lookup per header: `entry` finds the slot it then fills.
     match headers.entry(&X_FORWARDED_FOR) {
         Entry::Vacant(slot) => {
@@ -599,21 +657,60 @@ mod tests {
     #[test]
     fn forwarded_headers() {
         let client = HeaderValue::from_static("10.0.0.7");
+        let host = HeaderValue::from_static("shop.example:8080");
         let mut h = headers(&[]);
-        add_forwarded(
-            &mut h,
-            &client,
-            Some(&HeaderValue::from_static("shop.example:8080")),
-        );
+        add_forwarded(&mut h, &client, Some(&host), false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example:8080");
-        let mut h = headers(&[
+        let claimed = [
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
-        ]);
-        add_forwarded(&mut h, &client, None);
+            ("x-forwarded-host", "admin.example"),
+            ("forwarded", "for=1.2.3.4"),
+        ];
+        // From a trusted proxy in front: its values stand.
+        let mut h = headers(&claimed);
+        add_forwarded(&mut h, &client, Some(&host), true);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "admin.example");
+        // From a client: replaced.
+        let mut h = headers(&claimed);
+        add_forwarded(&mut h, &client, Some(&host), false);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example:8080");
+        assert!(h.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let nets: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert!(trusts(&nets, "10.1.2.3".parse().unwrap()));
+        assert!(trusts(&nets, "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(trusts(&nets, "::1".parse().unwrap()));
+        assert!(!trusts(&nets, "11.0.0.1".parse().unwrap()));
+        assert!(!trusts(&[], "10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host() {
+        let mut req = Request::builder()
+            .uri("http://b.localhost:8080/x")
+            .header("host", "a.localhost")
+            .body(())
+            .unwrap();
+        one_authority(&mut req);
+        assert_eq!(req.headers()["host"], "b.localhost:8080");
+        assert_eq!(request_host(&req), Some("b.localhost"));
+        let mut req = Request::builder()
+            .uri("/x")
+            .header("host", "a.localhost")
+            .body(())
+            .unwrap();
+        one_authority(&mut req);
+        assert_eq!(req.headers()["host"], "a.localhost");
     }
 }

@@ -41,6 +41,10 @@ pub struct ServiceSpec {
     /// Response header that names the version that served the request.
     pub version_header: Option<String>,
     pub timeouts: TimeoutsSpec,
+    /// Proxies in front whose `X-Forwarded-For`, `-Proto` and `-Host` are
+    /// kept (and `X-Forwarded-For` appended to). From anyone else these
+    /// headers are replaced, so a client cannot claim another address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Version pools given in the file (e.g. `v1`, `v2`), for `backout
     /// proxy`. Under `backout up` pools come from releases instead.
     pub pools: BTreeMap<String, PoolSpec>,

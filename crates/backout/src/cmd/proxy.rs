@@ -198,6 +198,7 @@ fn quick_service(args: &Args) -> miette::Result<ServiceSpec> {
         Some("canary".to_string())
     };
     Ok(ServiceSpec {
+        trusted_proxies: Vec::new(),
         name: "default".into(),
         listen: None,
         hosts: Vec::new(),

@@ -60,8 +60,12 @@ async fn h2c_on_the_listener_and_to_upstreams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_and_hop_by_hop_handling() {
-    let h =
-        Harness::start("name: web\npools: {v1: {endpoints: [$v1]}}\nroute: {stable: v1}\n").await;
+    // The client stands for a proxy in front, whose X-Forwarded-For is
+    // appended to (see routing.rs for clients that are not trusted).
+    let h = Harness::start(
+        "name: web\ntrusted_proxies: [127.0.0.1]\npools: {v1: {endpoints: [$v1]}}\nroute: {stable: v1}\n",
+    )
+    .await;
     let text = h
         .http
         .get(h.url("/headers"))

@@ -188,3 +188,58 @@ async fn services_share_a_listener_by_host_and_path_prefix() {
     let text = resp.text().await.unwrap();
     assert!(text.contains("uri: /headers?x=1"), "{text}");
 }
+
+/// One raw HTTP/1.1 request over a fresh connection; the response text.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An absolute-form target and a `Host` that disagree are routed and
+/// forwarded by one name, the target's; forwarding headers a client makes
+/// up are replaced, while a trusted proxy's stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_authority_and_no_forged_forwarding_headers() {
+    let a = "name: a\nhosts: [a.localhost]\npools: {v1: {endpoints: [$a]}}\nroute: {stable: v1}\n";
+    let b = "name: b\nhosts: [b.localhost]\ntrusted_proxies: [10.0.0.0/8]\npools: {v1: {endpoints: [$b]}}\nroute: {stable: v1}\n";
+    let c = "name: c\nhosts: [c.localhost]\ntrusted_proxies: [127.0.0.1]\npools: {v1: {endpoints: [$c]}}\nroute: {stable: v1}\n";
+    let h = Harness::start_many(&[a, b, c]).await;
+    let forged = "x-forwarded-for: 6.6.6.6\r\nx-forwarded-proto: https\r\nx-forwarded-host: admin.internal\r\nforwarded: for=6.6.6.6\r\n";
+    let got = raw(
+        h.addr,
+        &format!("GET http://b.localhost/headers HTTP/1.1\r\nhost: a.localhost\r\n{forged}connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        got.contains("x-demo-version: b"),
+        "routed by the target: {got}"
+    );
+    assert!(
+        got.contains("\nhost: b.localhost\n"),
+        "forwarded with the target's name: {got}"
+    );
+    // Not a trusted proxy (b trusts 10.0.0.0/8 only): replaced.
+    assert!(got.contains("\nx-forwarded-for: 127.0.0.1\n"), "{got}");
+    assert!(got.contains("\nx-forwarded-proto: http\n"), "{got}");
+    assert!(got.contains("\nx-forwarded-host: b.localhost\n"), "{got}");
+    assert!(
+        !got.contains("6.6.6.6") && !got.contains("admin.internal"),
+        "{got}"
+    );
+    // A trusted proxy's values stand, the client's address appended.
+    let got = raw(
+        h.addr,
+        &format!("GET /headers HTTP/1.1\r\nhost: c.localhost\r\n{forged}connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(got.contains("x-demo-version: c"), "{got}");
+    assert!(
+        got.contains("\nx-forwarded-for: 6.6.6.6, 127.0.0.1\n"),
+        "{got}"
+    );
+    assert!(got.contains("\nx-forwarded-proto: https\n"), "{got}");
+}

@@ -41,6 +41,8 @@ pub(super) struct ServiceFile {
     version_header: Option<Spanned<String>>,
     #[serde(default)]
     timeouts: Option<TimeoutsFile>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
     // Service-wide defaults, overridden per pool.
     #[serde(default)]
     probes: Option<ProbesFile>,
@@ -350,6 +352,28 @@ impl ServiceFile {
             None => defaults,
         };
 
+        let mut trusted_proxies = Vec::with_capacity(self.trusted_proxies.len());
+        for (i, t) in self.trusted_proxies.iter().enumerate() {
+            let text = t.value.trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => trusted_proxies.push(n.trunc()),
+                Err(_) => {
+                    return Err(src.error_at(
+                        t.referenced,
+                        format!("trusted_proxies[{i}]"),
+                        format!("{text:?} is not an address or an address range"),
+                        Some(
+                            "write an address or a CIDR range, e.g. `10.0.0.5` or `10.0.0.0/8`"
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+        }
+
         if let Some(sticky) = &self.sticky {
             check_sticky(src, sticky, &located)?;
         }
@@ -508,6 +532,7 @@ impl ServiceFile {
             sticky: self.sticky.map(|s| s.value),
             version_header,
             timeouts,
+            trusted_proxies,
             pools,
             route,
             pool_defaults,
