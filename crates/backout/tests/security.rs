@@ -202,7 +202,7 @@ fn spawn_listening(args: &[&str], marker: &str) -> (Killed, std::net::SocketAddr
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("the command printed its address");
         if let Some(rest) = line.split(marker).nth(1)
-            && let Some(url) = rest.split("http://").nth(1)
+            && let Some(url) = rest.split("://").nth(1)
         {
             let addr = url.split(['/', ' ']).next().unwrap();
             break addr.parse().unwrap();
@@ -769,5 +769,107 @@ fn the_last_admin_cannot_be_revoked_and_a_lost_token_is_recovered_locally() {
     assert!(
         !empty.path().join("backout.db").exists(),
         "nothing was created"
+    );
+}
+
+/// A self-signed certificate for `localhost` in `dir` (cert.pem, key.pem);
+/// returns the certificate's PEM.
+fn make_cert(dir: &std::path::Path) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    cert.pem()
+}
+
+/// `GET path` over TLS to `localhost` at `addr`, trusting only `ca_pem`;
+/// the whole response.
+async fn tls_get(ca_pem: &str, addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The admin API over HTTPS (`--tls-cert`, `--tls-key`): the certificate
+/// is verified by a client that trusts it, and plain HTTP gets nowhere.
+#[test]
+fn the_admin_api_serves_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_cert(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (_proxy, addr) = spawn_listening(
+        &[
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        "admin API on",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let text = rt
+        .block_on(tls_get(&ca, addr, "/admin/v1/services"))
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"default\""), "{text}");
+    let plain = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+    });
+    assert!(plain.is_err(), "{plain:?}");
+    // A certificate that does not fit its key is refused at start.
+    let other = tempfile::tempdir().unwrap();
+    make_cert(other.path());
+    let out = std::process::Command::new(BIN)
+        .args([
+            "proxy",
+            "--stable",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(["--tls-cert", cert.to_str().unwrap(), "--tls-key"])
+        .arg(other.path().join("key.pem"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("does not belong"),
+        "{stderr}"
     );
 }

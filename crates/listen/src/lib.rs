@@ -7,6 +7,7 @@
 //!   body size, and errors in the listener's [`ErrorStyle`].
 //! - [`origin`]: the checks that keep web pages out (CSRF, DNS
 //!   rebinding): `Host`, `Origin`, `Content-Type` on mutations.
+//! - [`tls`]: HTTPS with a certificate reloaded when its files change.
 //! - [`credentials`]: reading a token out of a request, fixed token sets,
 //!   and counting and logging the attempts that fail.
 
@@ -15,11 +16,13 @@ pub mod errors;
 pub mod limits;
 pub mod origin;
 pub mod serve;
+pub mod tls;
 
 pub use errors::ErrorStyle;
 pub use limits::Limits;
 pub use origin::Hosts;
 pub use serve::{Settings, serve};
+pub use tls::{Tls, TlsFiles};
 
 /// The client's address, in each request's extensions when the listener
 /// knows it.

@@ -28,6 +28,7 @@ use crate::credentials::{Failure, Tokens};
 use crate::errors::{ErrorStyle, json_errors};
 use crate::limits::{Deadline, Limits};
 use crate::origin::{self, Hosts};
+use crate::tls::Tls;
 
 /// How one control listener serves.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +42,8 @@ pub struct Settings {
     /// `/readyz`); `None` when the handlers check credentials themselves,
     /// or nobody does.
     pub tokens: Option<Tokens>,
+    /// HTTPS instead of plain HTTP.
+    pub tls: Option<Tls>,
 }
 
 /// What answers without a token on every listener.
@@ -58,6 +61,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let settings = Arc::new(settings);
+    // A renewed certificate is picked up while serving.
+    let _watch = settings.tls.as_ref().map(|tls| {
+        let task = tokio::spawn(Arc::clone(&tls.certs).watch());
+        AbortOnDrop(task)
+    });
     let slots = Arc::new(Semaphore::new(settings.limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -80,13 +88,30 @@ pub async fn serve(
                     Ok(slot) => {
                         let (app, settings, stop) = (app.clone(), Arc::clone(&settings), stop_rx.clone());
                         tasks.spawn(async move {
-                            connection(stream, peer, app, settings, stop).await;
+                            let _ = stream.set_nodelay(true);
+                            match settings.tls.clone() {
+                                None => connection(stream, peer, app, settings, stop).await,
+                                Some(tls) => {
+                                    // The handshake counts against the
+                                    // header timeout: a client that stalls in
+                                    // it holds the slot no longer.
+                                    let limit = settings.limits.header_timeout;
+                                    match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
+                                        Ok(Ok(stream)) => connection(stream, peer, app, settings, stop).await,
+                                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    }
+                                }
+                            }
                             drop(slot);
                         });
                     }
                     Err(_) => {
                         tracing::debug!(%peer, "connection refused: at the connection limit");
-                        tasks.spawn(refuse(stream, settings.errors, settings.limits.max_connections));
+                        // Over TLS a plain answer would be noise: just close.
+                        if settings.tls.is_none() {
+                            tasks.spawn(refuse(stream, settings.errors, settings.limits.max_connections));
+                        }
                     }
                 }
             }
@@ -109,15 +134,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// One connection, HTTP/1.1 with upgrades.
-async fn connection(
-    stream: TcpStream,
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One connection, HTTP/1.1 with upgrades, over TCP or TLS.
+async fn connection<IO>(
+    stream: IO,
     peer: SocketAddr,
     app: Router,
     settings: Arc<Settings>,
     mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let limits = settings.limits.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (app, settings) = (app.clone(), Arc::clone(&settings));

@@ -231,8 +231,9 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
             .wrap_err_with(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().into_diagnostic()?;
         eprintln!(
-            "serving {} on http://{addr} (OFREP at /ofrep/v1, management at /api/v1/flags{})",
+            "serving {} on {}://{addr} (OFREP at /ofrep/v1, management at /api/v1/flags{})",
             args.file.display(),
+            args.api_listener.scheme(),
             if tokens.is_open() {
                 ", no token required"
             } else {
@@ -245,7 +246,7 @@ pub fn serve(cmd: FlagsCommand) -> Result<ExitCode> {
         };
         let mut settings = args
             .api_listener
-            .settings(backout_listen::ErrorStyle::Ofrep);
+            .settings(backout_listen::ErrorStyle::Ofrep)?;
         if tokens.is_open() {
             // Without a token, a web page that rebinds its name to this
             // address must not get in.

@@ -16,6 +16,13 @@ pub struct ListenArgs {
     /// connection idle this long is closed too.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub api_header_timeout: backout_spec::Duration,
+    /// Serve the API over HTTPS with this certificate chain (PEM); it is
+    /// loaded again when the file changes, so renewals need no restart.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 fn duration(text: &str) -> Result<backout_spec::Duration, String> {
@@ -29,16 +36,37 @@ fn duration(text: &str) -> Result<backout_spec::Duration, String> {
 }
 
 impl ListenArgs {
-    /// The listener's settings, with errors in `errors`' shape.
-    pub fn settings(&self, errors: ErrorStyle) -> Settings {
-        Settings {
+    /// The listener's settings, with errors in `errors`' shape; fails
+    /// when the TLS files cannot be used.
+    pub fn settings(&self, errors: ErrorStyle) -> miette::Result<Settings> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                backout_listen::Tls::new(backout_listen::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+                .map_err(|e| miette::miette!("--tls-cert/--tls-key: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Settings {
             limits: Limits {
                 max_connections: self.api_max_connections.max(1),
                 header_timeout: self.api_header_timeout.get(),
                 ..Limits::default()
             },
             errors,
+            tls,
             ..Settings::default()
+        })
+    }
+
+    /// `https` or `http`, for the addresses the commands print.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 }

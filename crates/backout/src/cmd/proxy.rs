@@ -94,7 +94,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 /// The admin API's settings: its limits, and tokens from the token file,
 /// or without them only the local host names.
 fn admin_listener(args: &Args) -> miette::Result<backout_listen::Settings> {
-    let mut settings = args.api_listener.settings(backout_listen::ErrorStyle::Api);
+    let mut settings = args
+        .api_listener
+        .settings(backout_listen::ErrorStyle::Api)?;
     match &args.admin_token_file {
         Some(file) => {
             let tokens = backout_listen::credentials::read_token_file(file)
@@ -108,6 +110,11 @@ fn admin_listener(args: &Args) -> miette::Result<backout_listen::Settings> {
 
 async fn serve(config: ProxyConfig) -> miette::Result<ExitCode> {
     let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+    let scheme = if config.admin_listener.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let proxy = RunningProxy::start(config).await.into_diagnostic()?;
     for (_, bound) in &proxy.listeners {
         println!(
@@ -117,7 +124,7 @@ async fn serve(config: ProxyConfig) -> miette::Result<ExitCode> {
     }
     if let Some(admin) = proxy.admin {
         println!(
-            "backout: admin API on http://{admin} (routes: /admin/v1/services, metrics: /metrics)"
+            "backout: admin API on {scheme}://{admin} (routes: /admin/v1/services, metrics: /metrics)"
         );
     }
     crate::signal::wait_for_shutdown().await;

@@ -154,6 +154,10 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         proxy: Some(Arc::clone(&proxy.state)),
         flags: flags.clone(),
     });
+    let api_settings = args
+        .api_listener
+        .settings(backout_listen::ErrorStyle::Api)?;
+    let scheme = args.api_listener.scheme();
     let listener = tokio::net::TcpListener::bind(args.api)
         .await
         .into_diagnostic()
@@ -166,12 +170,12 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         );
     }
     println!(
-        "backout: API on http://{api_addr}/api/v1 (event log: {}/backout.db)",
+        "backout: API on {scheme}://{api_addr}/api/v1 (event log: {}/backout.db)",
         args.data.display()
     );
     if let Some(file) = &args.flags {
         println!(
-            "backout: flags from {} at http://{api_addr}/ofrep/v1 (management at /api/v1/flags)",
+            "backout: flags from {} at {scheme}://{api_addr}/ofrep/v1 (management at /api/v1/flags)",
             file.display()
         );
     }
@@ -184,7 +188,7 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
     backout_listen::serve(
         listener,
         api::router(state),
-        args.api_listener.settings(backout_listen::ErrorStyle::Api),
+        api_settings,
         crate::signal::wait_for_shutdown(),
     )
     .await
