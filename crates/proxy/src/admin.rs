@@ -2,8 +2,7 @@
 //! events and Prometheus metrics. JSON in and out; every refusal names the
 //! field at fault.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -15,21 +14,26 @@ use backout_routing::RouteSpec;
 use serde::Serialize;
 
 use crate::events::EventLog;
+use crate::follow::FollowStatus;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::service::Service;
 
 /// What the admin API serves from.
 #[derive(Debug)]
 pub struct AdminState {
-    pub services: BTreeMap<String, Arc<Service>>,
+    pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub events: Arc<EventLog>,
+    /// Set when the proxy follows a control plane: the routes are the
+    /// control plane's, and `/readyz` says how current they are.
+    pub follow: OnceLock<Arc<FollowStatus>>,
 }
 
 pub(crate) fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/v1/services", get(list))
         .route("/admin/v1/services/{name}", get(show))
@@ -111,8 +115,8 @@ impl IntoResponse for ApiError {
 }
 
 fn service(state: &AdminState, name: &str) -> Result<Arc<Service>, ApiError> {
-    state.services.get(name).cloned().ok_or_else(|| {
-        let known: Vec<&str> = state.services.keys().map(String::as_str).collect();
+    state.registry.get(name).ok_or_else(|| {
+        let known = state.registry.names();
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -143,8 +147,43 @@ async fn metrics(
 }
 
 async fn list(State(state): State<Arc<AdminState>>) -> Response {
-    let all: Vec<_> = state.services.values().map(|s| s.status()).collect();
+    let all: Vec<_> = state.registry.all().values().map(|s| s.status()).collect();
     Json(all).into_response()
+}
+
+/// Ready when there is a configuration to serve. A proxy that follows a
+/// control plane says whether it is connected and how old each service's
+/// snapshot is; serving from its state file while the control plane is
+/// away still counts as ready (that is what the state file is for).
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let Some(follow) = state.follow.get() else {
+        return "ready\n".into_response();
+    };
+    let report = follow.readiness();
+    let status = if report.serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Changes by hand would be undone by the next snapshot and leave the
+/// control plane's picture wrong, so a following proxy refuses them.
+fn refuse_if_following(state: &AdminState) -> Result<(), ApiError> {
+    match state.follow.get() {
+        Some(f) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "follows_control_plane",
+            None,
+            format!(
+                "this proxy follows the control plane {}: change the route there (backout rollback, promote, …), not here",
+                f.control_plane()
+                    .unwrap_or_else(|| "given by --control-plane".into())
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn show(
@@ -197,6 +236,7 @@ async fn put_route(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    refuse_if_following(&state)?;
     let s = service(&state, &name)?;
     let spec = parse_route(&body)?;
     let applied = s
@@ -209,6 +249,7 @@ async fn rollback(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    refuse_if_following(&state)?;
     let s = service(&state, &name)?;
     match s.rollback("admin-api rollback") {
         Some(applied) => Ok(Json(applied).into_response()),

@@ -5,25 +5,10 @@
 //! Pure: every call takes `now_ms` (monotonic milliseconds).
 
 use backout_spec::BreakerSpec;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-}
+/// The breaker's state, as reported over the admin API and to the control plane.
+pub use backout_fleet::BreakerState;
 
 /// Whether a request may go to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,7 +54,18 @@ pub struct EndpointStatus {
 
 impl Endpoint {
     pub fn new(url: EndpointUrl, probes: &ProbesSpec, serving_gauge: IntGauge) -> Self {
-        let health = ProbeHealth::new(probes);
+        Self::assumed(url, probes, serving_gauge, false)
+    }
+
+    /// An endpoint that starts as ready when the control plane last saw it
+    /// so ([`ProbeHealth::assumed`]).
+    pub fn assumed(
+        url: EndpointUrl,
+        probes: &ProbesSpec,
+        serving_gauge: IntGauge,
+        ready: bool,
+    ) -> Self {
+        let health = ProbeHealth::assumed(probes, ready);
         let serving = health.serving();
         serving_gauge.set(i64::from(serving));
         Endpoint {

@@ -18,7 +18,8 @@ use crate::clock;
 use crate::completion::Completion;
 use crate::outcome::{Outcome, Rejection, UpstreamFailure};
 use crate::pool::{Pool, Refusal};
-use crate::router::{ServiceIndex, prefix_match, request_host};
+use crate::registry::SharedIndex;
+use crate::router::{prefix_match, request_host};
 use crate::service::Service;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -34,7 +35,8 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// client's address, already formatted for `X-Forwarded-For`.
 #[derive(Debug)]
 pub(crate) struct Peer {
-    pub(crate) index: Arc<ServiceIndex>,
+    /// The listener's services, looked up per request: they may change.
+    pub(crate) index: SharedIndex,
     pub(crate) addr: SocketAddr,
     /// `addr`'s IP as text. Formatting an address costs more than the rest
     /// of the header rewriting, so it is done once per connection.
@@ -42,7 +44,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(index: Arc<ServiceIndex>, addr: SocketAddr) -> Self {
+    pub(crate) fn new(index: SharedIndex, addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Peer { index, addr, ip }
@@ -56,7 +58,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     one_authority(&mut req);
     let host = request_host(&req);
-    let Some(service) = peer.index.find(host, req.uri().path()).cloned() else {
+    let Some(service) = peer.index.load().find(host, req.uri().path()).cloned() else {
         let msg = format!(
             "backout: no service matches host {:?} and path {:?}\n",
             host.unwrap_or(""),

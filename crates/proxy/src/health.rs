@@ -11,10 +11,10 @@ use tokio::sync::watch;
 
 use crate::clock;
 use crate::events::{EventKind, EventLog};
-use crate::service::Service;
+use crate::registry::Registry;
 
 pub(crate) async fn watch_pools(
-    services: Vec<Arc<Service>>,
+    registry: Arc<Registry>,
     events: Arc<EventLog>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -26,7 +26,8 @@ pub(crate) async fn watch_pools(
             _ = shutdown.changed() => return,
         }
         let now = clock::mono_ms();
-        for service in &services {
+        let services = registry.all();
+        for service in services.values() {
             let route = service.route();
             for pool in service.pools() {
                 let count = pool.available_count(now);

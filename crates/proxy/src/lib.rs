@@ -14,6 +14,7 @@ mod completion;
 pub mod demo_app;
 pub mod endpoint;
 pub mod events;
+pub mod follow;
 mod forward;
 mod health;
 mod listener;
@@ -24,6 +25,7 @@ pub mod outlier;
 pub mod pool;
 pub mod probe;
 mod prober;
+pub mod registry;
 pub mod router;
 pub mod service;
 mod upstream;
@@ -43,6 +45,7 @@ use tokio::task::JoinHandle;
 pub use admin::AdminState;
 pub use events::{Event, EventKind, EventLog};
 pub use metrics::Metrics;
+pub use registry::Registry;
 pub use service::{Role, RouteApplied, Service, ServiceStatus, VersionWindows, WindowsReport};
 
 /// What to run: services, where their listeners are, and the admin API.
@@ -51,6 +54,9 @@ pub struct ProxyConfig {
     pub services: Vec<ServiceSpec>,
     /// Listener for services that do not name their own.
     pub default_listen: Option<SocketAddr>,
+    /// Bind the default listener even if no service uses it yet: a proxy
+    /// that follows a control plane learns its services later.
+    pub bind_default: bool,
     /// Admin API address; `None` runs without one (embedded use).
     pub admin: Option<SocketAddr>,
     /// How the admin API listener serves: its limits, error shape.
@@ -59,6 +65,24 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// Data-plane worker threads; 0 means one per core.
     pub workers: usize,
+    /// Bind the listeners but accept no connection until
+    /// [`RunningProxy::open`]: clients wait in the kernel's backlog instead
+    /// of getting a 503 while there is no configuration yet.
+    pub wait_for_config: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            services: Vec::new(),
+            default_listen: None,
+            bind_default: false,
+            admin: None,
+            drain_timeout: Duration::from_secs(30),
+            workers: 0,
+            wait_for_config: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +123,8 @@ pub struct RunningProxy {
     pub listeners: Vec<(SocketAddr, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     pub state: Arc<AdminState>,
+    /// Open once there is a configuration to serve.
+    gate: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -115,55 +141,41 @@ impl RunningProxy {
         let metrics = Arc::new(Metrics::new());
         let events = Arc::new(EventLog::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (gate, gate_rx) = watch::channel(!config.wait_for_config);
         let prober = prober::Prober {
             events: Arc::clone(&events),
             shutdown: shutdown_rx.clone(),
             runtime: tokio::runtime::Handle::current(),
         };
-        let mut services = BTreeMap::new();
-        let mut by_listener: BTreeMap<SocketAddr, Vec<Arc<Service>>> = BTreeMap::new();
+        let mut names = std::collections::BTreeSet::new();
+        let mut addrs = std::collections::BTreeSet::new();
         for spec in &config.services {
-            if services.contains_key(&spec.name) {
+            if !names.insert(spec.name.clone()) {
                 return Err(ProxyError::DuplicateService(spec.name.clone()));
             }
             let addr = spec
                 .listen
                 .or(config.default_listen)
                 .ok_or_else(|| ProxyError::NoListener(spec.name.clone()))?;
-            let service = Service::new(
-                spec.clone(),
-                Arc::clone(&metrics),
-                Arc::clone(&events),
-                workers,
-                prober.clone(),
-            )
-            .map_err(|source| ProxyError::Route {
-                service: spec.name.clone(),
-                source,
-            })?;
-            let service = Arc::new(service);
-            let peers = by_listener.entry(addr).or_default();
-            if let Some(other) = peers
-                .iter()
-                .find(|o| o.spec.hosts == spec.hosts && o.spec.path_prefix == spec.path_prefix)
-            {
-                return Err(ProxyError::Ambiguous {
-                    addr,
-                    first: other.name.clone(),
-                    second: spec.name.clone(),
-                });
-            }
-            peers.push(Arc::clone(&service));
-            services.insert(spec.name.clone(), service);
+            addrs.insert(addr);
+        }
+        if config.bind_default
+            && let Some(addr) = config.default_listen
+        {
+            addrs.insert(addr);
         }
 
         let mut tasks = Vec::new();
         let mut listeners = Vec::new();
+        let mut indexes = BTreeMap::new();
         // Each worker gets its own socket for every listener address.
-        let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<router::ServiceIndex>)>> =
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, registry::SharedIndex)>> =
             (0..workers).map(|_| Vec::new()).collect();
-        for (addr, peers) in by_listener {
-            let index = Arc::new(router::ServiceIndex::new(peers));
+        for addr in addrs {
+            let index: registry::SharedIndex = Arc::new(arc_swap::ArcSwap::from_pointee(
+                router::ServiceIndex::default(),
+            ));
+            indexes.insert(addr, Arc::clone(&index));
             let first = listener::bind_std(addr, true)
                 .map_err(|source| ProxyError::Bind { addr, source })?;
             let bound = first
@@ -183,30 +195,40 @@ impl RunningProxy {
                 socks.push((sock, Arc::clone(&index)));
             }
         }
+        let registry = Arc::new(Registry::new(
+            indexes,
+            config.default_listen,
+            Arc::clone(&metrics),
+            Arc::clone(&events),
+            workers,
+            prober,
+        ));
+        for spec in &config.services {
+            registry.insert(spec.clone())?;
+        }
         let mut worker_threads = Vec::new();
         for (i, socks) in per_worker.into_iter().enumerate() {
             let rx = shutdown_rx.clone();
             let drain = config.drain_timeout;
+            let gate = gate_rx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("backout-worker-{i}"))
-                .spawn(move || run_worker(i, socks, rx, drain))
+                .spawn(move || run_worker(i, socks, rx, gate, drain))
                 .map_err(|source| ProxyError::Worker { source })?;
             worker_threads.push(handle);
         }
 
-        for service in services.values() {
-            service.start_probes();
-        }
         tasks.push(tokio::spawn(health::watch_pools(
-            services.values().cloned().collect(),
+            Arc::clone(&registry),
             Arc::clone(&events),
             shutdown_rx.clone(),
         )));
 
         let state = Arc::new(AdminState {
-            services,
+            registry,
             metrics,
             events,
+            follow: std::sync::OnceLock::new(),
         });
         let admin = match config.admin {
             None => None,
@@ -240,14 +262,44 @@ impl RunningProxy {
             listeners,
             admin,
             state,
+            gate,
             shutdown,
             tasks,
             workers: worker_threads,
         })
     }
 
-    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
-        self.state.services.get(name)
+    pub fn service(&self, name: &str) -> Option<Arc<Service>> {
+        self.state.registry.get(name)
+    }
+
+    /// The services, which may change at run time.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.state.registry
+    }
+
+    /// Starts accepting connections (see [`ProxyConfig::wait_for_config`]).
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Follows a control plane: serves what the state files hold at once
+    /// (opening the listeners if there is anything), then subscribes and
+    /// keeps following until shutdown. The admin API then refuses manual
+    /// route changes and `/readyz` reports on the subscription.
+    pub fn follow(&mut self, config: follow::FollowConfig) -> Arc<follow::FollowStatus> {
+        let status = Arc::clone(self.state.follow.get_or_init(Default::default));
+        let follower = follow::Follower::new(
+            Arc::clone(&self.state.registry),
+            Arc::clone(&self.state.metrics),
+            Arc::clone(&status),
+            config,
+            self.gate.clone(),
+        );
+        follower.restore();
+        let stop = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(follower.run(stop)));
+        status
     }
 
     pub fn events(&self) -> &Arc<EventLog> {
@@ -283,8 +335,9 @@ impl RunningProxy {
 /// until shutdown, then draining.
 fn run_worker(
     index: usize,
-    sockets: Vec<(std::net::TcpListener, Arc<router::ServiceIndex>)>,
+    sockets: Vec<(std::net::TcpListener, registry::SharedIndex)>,
     shutdown: watch::Receiver<bool>,
+    gate: watch::Receiver<bool>,
     drain: Duration,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -303,7 +356,13 @@ fn run_worker(
         for (sock, index) in sockets {
             match tokio::net::TcpListener::from_std(sock) {
                 Ok(l) => {
-                    serving.spawn(listener::serve(l, index, shutdown.clone(), drain));
+                    serving.spawn(listener::serve(
+                        l,
+                        index,
+                        shutdown.clone(),
+                        gate.clone(),
+                        drain,
+                    ));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot adopt listener socket"),
             }

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::ResponseBody;
 use crate::forward::{self, Peer};
-use crate::router::ServiceIndex;
+use crate::registry::SharedIndex;
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -33,10 +33,16 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// in-flight requests to finish.
 pub(crate) async fn serve(
     listener: TcpListener,
-    index: Arc<ServiceIndex>,
+    index: SharedIndex,
     mut shutdown: watch::Receiver<bool>,
+    mut gate: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    // Until there is a configuration, connections wait in the backlog.
+    tokio::select! {
+        opened = gate.wait_for(|open| *open) => if opened.is_err() { return },
+        _ = shutdown.changed() => return,
+    }
     let connections = TaskTracker::new();
     loop {
         tokio::select! {
@@ -74,7 +80,7 @@ pub(crate) async fn serve(
 async fn connection(
     stream: TcpStream,
     client: SocketAddr,
-    index: Arc<ServiceIndex>,
+    index: SharedIndex,
     shutdown: watch::Receiver<bool>,
 ) {
     let peer = Arc::new(Peer::new(index, client));
@@ -590,8 +596,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(false);
-        let index = Arc::new(ServiceIndex::new(Vec::new()));
-        tokio::spawn(serve(listener, index, rx, Duration::from_secs(1)));
+        let index = Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::router::ServiceIndex::default(),
+        ));
+        let (_open, gate) = watch::channel(true);
+        tokio::spawn(serve(listener, index, rx, gate, Duration::from_secs(1)));
         (addr, tx)
     }
 

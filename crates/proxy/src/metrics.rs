@@ -40,6 +40,18 @@ pub struct Metrics {
     pub(crate) breaker_state: IntGaugeVec,
     pub(crate) breaker_transitions: IntCounterVec,
     pub(crate) ejections: IntCounterVec,
+    /// How a proxy that follows a control plane is doing.
+    pub(crate) fleet: FleetMetrics,
+}
+
+/// Metrics of a proxy that follows a control plane.
+#[derive(Debug)]
+pub(crate) struct FleetMetrics {
+    pub connected: IntGauge,
+    pub snapshot_generation: IntGaugeVec,
+    pub snapshot_age: GaugeVec,
+    pub snapshots: IntCounterVec,
+    pub state_file_errors: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -54,6 +66,15 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g =
         IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric names are unique");
+    g
+}
+
+fn float_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g =
+        GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
     registry
         .register(Box::new(g.clone()))
         .expect("metric names are unique");
@@ -174,6 +195,40 @@ impl Metrics {
                 "Endpoints ejected by outlier detection.",
                 sv,
             ),
+            fleet: FleetMetrics {
+                connected: gauge(
+                    &r,
+                    "backout_control_plane_connected",
+                    "1 while the proxy is subscribed to a control plane, 0 while it serves from its last snapshot without one.",
+                    &[],
+                )
+                .with_label_values(&[] as &[&str]),
+                snapshot_generation: gauge(
+                    &r,
+                    "backout_snapshot_generation",
+                    "Generation of the control plane's snapshot the proxy serves, per service.",
+                    &["service"],
+                ),
+                snapshot_age: float_gauge(
+                    &r,
+                    "backout_snapshot_age_seconds",
+                    "Seconds since the served snapshot was received from a control plane (it may come from the state file).",
+                    &["service"],
+                ),
+                snapshots: counter(
+                    &r,
+                    "backout_snapshots_total",
+                    "Snapshots received from the control plane, by result (applied, refused).",
+                    &["service", "result"],
+                ),
+                state_file_errors: counter(
+                    &r,
+                    "backout_state_file_errors_total",
+                    "State files that could not be read or written.",
+                    &[],
+                )
+                .with_label_values(&[] as &[&str]),
+            },
             registry: r,
         }
     }

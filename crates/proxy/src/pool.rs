@@ -143,9 +143,10 @@ fn new_endpoint(
     pool: &str,
     url: &EndpointUrl,
     spec: &PoolSpec,
+    ready: bool,
 ) -> Arc<Endpoint> {
     let gauge = gauges.with_label_values(&[service, pool, url.authority().as_ref()]);
-    Arc::new(Endpoint::new(url.clone(), &spec.probes, gauge))
+    Arc::new(Endpoint::assumed(url.clone(), &spec.probes, gauge, ready))
 }
 
 fn upstream_client(spec: &PoolSpec, timeouts: &TimeoutsSpec) -> UpstreamClient {
@@ -179,6 +180,17 @@ pub struct PoolContext<'a> {
 
 impl Pool {
     pub fn new(ctx: PoolContext<'_>, name: &str, spec: PoolSpec) -> Self {
+        Self::with_ready(ctx, name, spec, &[])
+    }
+
+    /// A pool whose endpoints in `ready` start as ready (the control
+    /// plane's last knowledge), the others as not probed yet.
+    pub fn with_ready(
+        ctx: PoolContext<'_>,
+        name: &str,
+        spec: PoolSpec,
+        ready: &[EndpointUrl],
+    ) -> Self {
         let PoolContext {
             service,
             timeouts,
@@ -191,7 +203,10 @@ impl Pool {
         let endpoints = spec
             .endpoints
             .iter()
-            .map(|url| new_endpoint(&metrics.endpoint_serving, service, name, url, &spec))
+            .map(|url| {
+                let hint = ready.contains(url);
+                new_endpoint(&metrics.endpoint_serving, service, name, url, &spec, hint)
+            })
             .collect();
         let clients = match spec.protocol {
             Protocol::H2c => (0..=workers)
@@ -318,6 +333,16 @@ impl Pool {
     /// probes for `added` and the removed ones' probes stop (their tokens
     /// are cancelled here).
     pub(crate) fn set_endpoints(&self, urls: &[EndpointUrl]) -> Vec<Arc<Endpoint>> {
+        self.set_endpoints_ready(urls, &[])
+    }
+
+    /// [`Pool::set_endpoints`], with the new endpoints in `ready` starting
+    /// as ready.
+    pub(crate) fn set_endpoints_ready(
+        &self,
+        urls: &[EndpointUrl],
+        ready: &[EndpointUrl],
+    ) -> Vec<Arc<Endpoint>> {
         let old = self.endpoints.load_full();
         let mut next = Vec::with_capacity(urls.len());
         let mut added = Vec::new();
@@ -331,6 +356,7 @@ impl Pool {
                     &self.name,
                     url,
                     &self.spec,
+                    ready.contains(url),
                 );
                 added.push(Arc::clone(&e));
                 next.push(e);
@@ -344,6 +370,20 @@ impl Pool {
         }
         self.endpoints.store(Arc::new(next));
         added
+    }
+
+    /// Whether `spec` protects the pool the same way (probes, breaker,
+    /// bulkhead, outlier ejection, protocol): then a new endpoint list is
+    /// all a change needs; otherwise the pool must be built again.
+    pub fn same_settings(&self, spec: &PoolSpec) -> bool {
+        let mine = PoolSpec {
+            endpoints: Vec::new(),
+            ..self.spec.clone()
+        };
+        mine == PoolSpec {
+            endpoints: Vec::new(),
+            ..spec.clone()
+        }
     }
 
     /// Stops every endpoint's probes: the pool is being removed.

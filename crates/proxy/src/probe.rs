@@ -102,6 +102,23 @@ impl ProbeHealth {
         }
     }
 
+    /// Health for an endpoint the control plane last saw ready (or not):
+    /// started and passing when `ready`, so a proxy that starts from its
+    /// state file serves at once; its own probes then take over and fail it
+    /// after `failure_threshold` failures like any other endpoint.
+    pub fn assumed(spec: &ProbesSpec, ready: bool) -> Self {
+        if !ready {
+            return Self::new(spec);
+        }
+        ProbeHealth {
+            startup: spec.startup.as_ref().map(|s| Tracker::new(s, true)),
+            liveness: spec.liveness.as_ref().map(|s| Tracker::new(s, true)),
+            readiness: spec.readiness.as_ref().map(|s| Tracker::new(s, true)),
+            started: true,
+            startup_failed: false,
+        }
+    }
+
     pub fn started(&self) -> bool {
         self.started
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
+use backout_fleet::{ServiceSettings, Snapshot};
 use backout_routing::{RouteError, RouteSpec, RouteTable, StickyKey, Target};
 use backout_spec::{EndpointUrl, PoolSpec, ServiceSpec};
 use http::HeaderName;
@@ -189,6 +190,10 @@ impl Service {
     }
 
     fn build_pool(&self, name: &str, spec: PoolSpec) -> Arc<Pool> {
+        self.build_pool_ready(name, spec, &[])
+    }
+
+    fn build_pool_ready(&self, name: &str, spec: PoolSpec, ready: &[EndpointUrl]) -> Arc<Pool> {
         let ctx = PoolContext {
             service: &self.name,
             timeouts: &self.spec.timeouts,
@@ -197,7 +202,7 @@ impl Service {
             workers: self.workers,
             now_ms: clock::mono_ms(),
         };
-        Arc::new(Pool::new(ctx, name, spec))
+        Arc::new(Pool::with_ready(ctx, name, spec, ready))
     }
 
     /// Starts the probes of the pools built with the service.
@@ -305,9 +310,109 @@ impl Service {
         Some(self.install(table, source))
     }
 
+    /// Makes the service's pools and route those of a control plane's
+    /// snapshot, as one change for requests: new and changed pools are
+    /// built first, then the route that names them is swapped in (pools
+    /// resolved, so a request sees the old route with the old pools or the
+    /// new route with the new ones), and only then are pools the snapshot
+    /// no longer has retired. The route takes the snapshot's generation.
+    ///
+    /// The caller has checked the snapshot ([`Snapshot::check`]) and that
+    /// its settings are this service's ([`Service::serves`]); a route that
+    /// does not compile is refused here with nothing changed.
+    pub fn apply(&self, snapshot: &Snapshot, source: &str) -> Result<u64, String> {
+        let _writer = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<&str> = snapshot.config.pools.keys().map(String::as_str).collect();
+        let table = match &snapshot.config.route {
+            Some(r) => Some(RouteTable::compile(r.clone(), &names).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let mut retired = Vec::new();
+        let mut started = Vec::new();
+        let mut probe_new = Vec::new();
+        {
+            let mut pools = self.write_pools();
+            for (name, ps) in &snapshot.config.pools {
+                match pools.get(name) {
+                    Some(p) if p.same_settings(&ps.spec) => {
+                        let added = p.set_endpoints_ready(&ps.spec.endpoints, &ps.ready);
+                        probe_new.push((Arc::clone(p), added));
+                    }
+                    existing => {
+                        if let Some(old) = existing {
+                            retired.push(Arc::clone(old));
+                        }
+                        let pool = self.build_pool_ready(name, ps.spec.clone(), &ps.ready);
+                        pools.insert(name.clone(), Arc::clone(&pool));
+                        started.push(pool);
+                    }
+                }
+            }
+        }
+        for (pool, added) in &probe_new {
+            self.prober.endpoints(pool, added);
+        }
+        for pool in &started {
+            self.prober.pool(pool);
+        }
+        let changed = self.route.load().spec() != table.as_ref().map(RouteTable::spec);
+        let generation = snapshot.generation;
+        match table {
+            Some(t) if changed => {
+                self.install_at(t, generation, source);
+            }
+            table => {
+                // Same route (or none): re-resolved all the same, so a
+                // rebuilt pool takes the traffic, without a route event.
+                let mut route = self.resolve(table, generation, clock::unix_us());
+                if !changed {
+                    route.applied_at_unix_us = self.route.load().applied_at_unix_us;
+                }
+                let route = Arc::new(route);
+                self.route.store(Arc::clone(&route));
+                self.publish_gauges(&route);
+            }
+        }
+        {
+            let mut pools = self.write_pools();
+            let gone: Vec<String> = pools
+                .keys()
+                .filter(|n| !snapshot.config.pools.contains_key(*n))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some(p) = pools.remove(&name) {
+                    retired.push(p);
+                }
+            }
+        }
+        for pool in retired {
+            pool.retire();
+        }
+        Ok(generation)
+    }
+
+    /// Whether this service was built with these settings; a snapshot
+    /// with others needs a new service.
+    pub fn serves(&self, settings: &ServiceSettings) -> bool {
+        ServiceSettings::of(&self.spec) == *settings
+    }
+
+    /// Stops every pool's probes: the service is being removed.
+    pub fn retire(&self) {
+        for pool in self.pools() {
+            pool.retire();
+        }
+    }
+
     /// Swaps the table in. Callers hold the writer lock.
     fn install(&self, table: RouteTable, source: &str) -> RouteApplied {
         let generation = self.route.load().generation + 1;
+        self.install_at(table, generation, source)
+    }
+
+    /// [`Service::install`] with a generation given by the control plane.
+    fn install_at(&self, table: RouteTable, generation: u64, source: &str) -> RouteApplied {
         let mut route = self.resolve(Some(table), generation, 0);
         let started = clock::instant();
         route.applied_at_unix_us = clock::unix_us();

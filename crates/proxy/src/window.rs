@@ -4,15 +4,14 @@
 //!
 //! Pure: the caller passes the wall-clock time and the random source.
 
-use serde::{Deserialize, Serialize};
+pub use backout_fleet::window::{
+    Classes, ErrorCauses, RESERVOIR, RejectionCounts, UpstreamCounts, WINDOW_MS, WindowView,
+};
 
 use crate::outcome::{Outcome, Rejection, UpstreamFailure};
 
 /// 15 minutes of one-second windows.
 pub const WINDOWS: usize = 900;
-/// Latencies kept per window (uniform sample of all that window's requests).
-pub const RESERVOIR: usize = 200;
-pub const WINDOW_MS: u64 = 1000;
 
 #[derive(Debug, Clone, Default)]
 struct Window {
@@ -30,72 +29,6 @@ struct Window {
     latency_max_us: u64,
     /// Algorithm R reservoir of latencies in microseconds.
     sample_us: Vec<u32>,
-}
-
-/// One window as reported to the judge and the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowView {
-    pub start_ms: u64,
-    /// False for the window still filling.
-    pub complete: bool,
-    pub requests: u64,
-    /// 5xx responses, upstream failures and rejections (never client faults).
-    pub errors: u64,
-    pub responses: Classes,
-    pub upstream_failures: UpstreamCounts,
-    pub downstream_failures: u64,
-    pub rejected: RejectionCounts,
-    /// Each request once, by what went wrong, so a consumer can choose
-    /// which causes count as errors.
-    pub error_causes: ErrorCauses,
-    /// Uniform sample (at most 200) of this window's latencies.
-    pub latency_ms: Vec<f64>,
-    /// How many latencies the sample was drawn from.
-    pub latency_count: u64,
-    pub latency_sum_ms: f64,
-    pub latency_max_ms: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Classes {
-    #[serde(rename = "1xx")]
-    pub c1: u64,
-    #[serde(rename = "2xx")]
-    pub c2: u64,
-    #[serde(rename = "3xx")]
-    pub c3: u64,
-    #[serde(rename = "4xx")]
-    pub c4: u64,
-    #[serde(rename = "5xx")]
-    pub c5: u64,
-}
-
-/// Mutually exclusive causes: a rejected request is not also counted as a
-/// 5xx, an upstream failure not also as the 502 the proxy answered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorCauses {
-    /// 5xx answered by the application itself.
-    pub http_5xx: u64,
-    /// Connect failures, resets and timeouts of the version.
-    pub upstream: u64,
-    /// Refused by the proxy for the version (bulkhead, breaker, no endpoint).
-    pub rejected: u64,
-    /// 4xx answered by the application: not errors by default.
-    pub http_4xx: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UpstreamCounts {
-    pub connect: u64,
-    pub reset: u64,
-    pub timeout: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectionCounts {
-    pub bulkhead: u64,
-    pub breaker: u64,
-    pub no_endpoint: u64,
 }
 
 /// A ring of one-second windows.

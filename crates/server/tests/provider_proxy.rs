@@ -29,6 +29,7 @@ async fn the_proxy_windows_feed_the_judge() {
         admin_listener: Default::default(),
         drain_timeout: Duration::from_secs(1),
         workers: 1,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -14,6 +14,8 @@ mod span_tree;
 mod strategy;
 mod yaml;
 
+/// The `analysis:` section's type, so users of the spec need not name the judge.
+pub use backout_judge::AnalysisConfig;
 pub use driver::{
     ByteSize, CommandSpec, DriverFile, DriverSpec, HooksSpec, PortRange, ProcessSpec, RestartSpec,
     StaticSpec,
@@ -32,3 +34,14 @@ pub use strategy::{
     Strategy,
 };
 pub use yaml::{Source, parse_yaml};
+
+/// Whether `n` may name a service or a version: 1 to 63 lower-case
+/// letters, digits, `-`, `_` or `.`, starting with a letter or digit (so
+/// it is safe in file names, metric labels and URLs).
+pub fn is_valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+}

@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 
 use backout_judge::AnalysisConfig;
 use backout_routing::{RouteSpec, StickyKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::driver::DriverSpec;
 use crate::duration::Duration;
@@ -66,7 +66,7 @@ pub struct ServiceSpec {
     pub driver: Option<DriverSpec>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeoutsSpec {
     /// TCP connect to an endpoint.
     pub connect: Duration,
@@ -85,7 +85,7 @@ impl Default for TimeoutsSpec {
 }
 
 /// The endpoints that run one version, and how to protect them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolSpec {
     pub endpoints: Vec<EndpointUrl>,
     pub protocol: Protocol,
@@ -111,7 +111,7 @@ impl PoolSpec {
 
 /// Kubernetes-style probes. Liveness and readiness wait for startup to
 /// succeed. An endpoint without a readiness probe is ready once started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbesSpec {
     pub startup: Option<ProbeSpec>,
     pub liveness: Option<ProbeSpec>,
@@ -119,7 +119,7 @@ pub struct ProbesSpec {
 }
 
 /// One HTTP GET probe; a status in 200..400 within the timeout is success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeSpec {
     pub path: String,
     pub period: Duration,
@@ -145,7 +145,7 @@ impl ProbeSpec {
 }
 
 /// Per-pool circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BreakerSpec {
     pub enabled: bool,
     /// Open when this share of requests (percent) in `window` failed…
@@ -177,7 +177,7 @@ impl Default for BreakerSpec {
 
 /// Caps concurrent requests per pool so one slow version cannot take all
 /// the proxy's capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BulkheadSpec {
     pub max_concurrent: NonZeroU32,
 }
@@ -192,7 +192,7 @@ impl Default for BulkheadSpec {
 
 /// Passive outlier detection: an endpoint that fails many times in a row is
 /// ejected for a back-off that doubles with each ejection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierSpec {
     pub enabled: bool,
     /// 5xx responses or connect failures in a row that eject an endpoint.

@@ -102,6 +102,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
         admin_listener: Default::default(),
         drain_timeout: Duration::from_secs(5),
         workers: 1,
+        ..Default::default()
     })
     .await
     .into_diagnostic()?;

@@ -79,6 +79,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         admin_listener: admin_listener(&args)?,
         drain_timeout: drain.get(),
         workers: args.workers,
+        ..Default::default()
     };
     crate::logging::init();
     // The data plane runs on its own worker threads; this runtime only

@@ -135,6 +135,7 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         admin_listener: Default::default(),
         drain_timeout: std::time::Duration::from_secs(10),
         workers: args.workers,
+        ..Default::default()
     })
     .await
     .into_diagnostic()?;

@@ -86,6 +86,7 @@ impl Harness {
             admin_listener: Default::default(),
             drain_timeout: Duration::from_secs(5),
             workers: 2,
+            ..Default::default()
         })
         .await
         .unwrap();

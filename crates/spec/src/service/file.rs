@@ -172,12 +172,7 @@ fn check_name(
     what: &str,
 ) -> Result<(), SpecError> {
     let n = &name.value;
-    let ok = !n.is_empty()
-        && n.len() <= 63
-        && n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-        && n.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
+    if crate::is_valid_name(n) {
         Ok(())
     } else {
         Err(src.error_at(
