@@ -65,6 +65,8 @@ enum Command {
     Rollback(cmd::client::RollbackArgs),
     /// Skip the current step; `--full` goes straight to 100% (audited).
     Promote(cmd::client::PromoteArgs),
+    /// Hold the canary at a share of the traffic by hand (pauses there until `resume`).
+    Weight(cmd::client::WeightArgs),
     /// Releases, outcomes, rollbacks and MTTR.
     History(cmd::client::ServiceArgs),
     /// The event log: who did what, when and why.
@@ -104,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Abort(a) => cmd::client::abort(a),
         Command::Rollback(a) => cmd::client::rollback(a),
         Command::Promote(a) => cmd::client::promote(a),
+        Command::Weight(a) => cmd::client::weight(a),
         Command::History(a) => cmd::client::history(a),
         Command::Events(a) => cmd::client::events(a),
         Command::AutoRollback(a) => cmd::client::auto_rollback(a),

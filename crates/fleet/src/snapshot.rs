@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use backout_routing::{RouteSpec, RouteTable, StickyKey};
 use backout_spec::{
-    AnalysisConfig, EndpointUrl, HistoryPolicy, PoolSpec, RollbackPolicy, ServiceSpec, Strategy,
-    TimeoutsSpec,
+    AnalysisConfig, EndpointUrl, GatesPolicy, HistoryPolicy, PoolSpec, RollbackPolicy, ServiceSpec,
+    Strategy, TimeoutsSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,9 @@ pub struct ServiceSettings {
     pub sticky: Option<StickyKey>,
     pub version_header: Option<String>,
     pub timeouts: TimeoutsSpec,
+    /// Proxies in front whose forwarding headers are kept.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// One version's pool.
@@ -93,6 +96,7 @@ impl ServiceSettings {
             sticky: spec.sticky.clone(),
             version_header: spec.version_header.clone(),
             timeouts: spec.timeouts,
+            trusted_proxies: spec.trusted_proxies.clone(),
         }
     }
 }
@@ -153,6 +157,7 @@ impl Snapshot {
             sticky: s.sticky.clone(),
             version_header: s.version_header.clone(),
             timeouts: s.timeouts,
+            trusted_proxies: s.trusted_proxies.clone(),
             pools: BTreeMap::new(),
             route: None,
             pool_defaults: PoolSpec::new(Vec::new()),
@@ -160,6 +165,7 @@ impl Snapshot {
             analysis: AnalysisConfig::default(),
             rollback: RollbackPolicy::default(),
             history: HistoryPolicy::default(),
+            gates: GatesPolicy::default(),
             notifications: Vec::new(),
             driver: None,
         }
@@ -266,6 +272,7 @@ mod tests {
                     sticky: None,
                     version_header: None,
                     timeouts: TimeoutsSpec::default(),
+                    trusted_proxies: Vec::new(),
                 },
                 pools: BTreeMap::from([
                     ("v1".into(), pool("http://127.0.0.1:9001")),

@@ -114,6 +114,7 @@ mod tests {
                     sticky: None,
                     version_header: Some("x-version".into()),
                     timeouts: backout_spec::TimeoutsSpec::default(),
+                    trusted_proxies: Vec::new(),
                 },
                 pools: BTreeMap::new(),
                 route: None,

@@ -78,6 +78,7 @@ impl Default for ProxyConfig {
             default_listen: None,
             bind_default: false,
             admin: None,
+            admin_listener: backout_listen::Settings::default(),
             drain_timeout: Duration::from_secs(30),
             workers: 0,
             wait_for_config: false,

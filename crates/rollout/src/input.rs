@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use backout_judge::Verdict;
+use backout_routing::Permille;
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{Contracts, GateReport};
@@ -42,6 +43,10 @@ pub enum Command {
         #[serde(default)]
         full: bool,
     },
+    /// Hold the canary at this share of the traffic by hand: the rollout
+    /// pauses there (the judge keeps watching) until `resume`, which goes
+    /// on with the current step.
+    SetWeight { weight: Permille },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

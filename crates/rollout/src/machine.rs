@@ -219,6 +219,31 @@ impl ServiceState {
                         }))
                     }
                 }
+                Command::SetWeight { weight } => {
+                    let r = active()?;
+                    if r.kind != RolloutKind::Canary {
+                        Err(Rejection::conflict(format!(
+                            "the rollout of {} is not a canary: it has no weight to set",
+                            r.version
+                        )))
+                    } else if r.phase != Phase::Stepping {
+                        let now = if r.phase == Phase::Deploying {
+                            "still deploying"
+                        } else {
+                            "rolling back"
+                        };
+                        Err(Rejection::conflict(format!(
+                            "the rollout of {} is {now}; its weight cannot be set now",
+                            r.version
+                        )))
+                    } else if *weight >= Permille::FULL {
+                        Err(Rejection::conflict(
+                            "a canary at 100% is a promotion: use `promote --full`",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
                 Command::Pause => {
                     let r = active()?;
                     if r.paused.is_some() {
@@ -595,6 +620,23 @@ impl ServiceState {
                     r.step += 1;
                     r.step_started_ms = now;
                     out.push(notice("approved", format!("{who} approved{why}")));
+                }
+            }
+            Command::SetWeight { weight } => {
+                let Some(version) = self.rollout.as_ref().map(|r| r.version.clone()) else {
+                    return;
+                };
+                self.set_canary(|route| route.weight = *weight, &version, out);
+                if let Some(r) = &mut self.rollout {
+                    r.paused = Some(PauseInfo {
+                        kind: PauseKind::Manual,
+                        reason: format!("canary held at {weight} by {who}{why}"),
+                        since_ms: now,
+                    });
+                    out.push(notice(
+                        "weight",
+                        format!("{who} set the canary {version} to {weight}{why}; paused there until resumed"),
+                    ));
                 }
             }
             Command::Pause => {

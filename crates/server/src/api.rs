@@ -9,6 +9,7 @@
 
 mod auth;
 mod flags;
+mod fleet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/tokens", Some(Role::Admin)),
     ("POST", "/api/v1/tokens", Some(Role::Admin)),
     ("DELETE", "/api/v1/tokens/{name}", Some(Role::Admin)),
+    // Proxies that follow this control plane (a WebSocket).
+    ("GET", "/api/v1/fleet/subscribe", Some(Role::Proxy)),
     // Feature flags (`backout up --flags FILE`). Evaluating is reading;
     // an app's token needs no more than viewer.
     ("POST", "/ofrep/v1/evaluate/flags/{key}", Some(Role::Viewer)),
@@ -122,6 +125,8 @@ pub struct ApiState {
     pub proxy: Option<Arc<AdminState>>,
     /// Feature flags, when a flag file is served.
     pub flags: Option<crate::ofrep::Served>,
+    /// The proxies that follow this control plane.
+    pub fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// The router, with authentication on everything but the health checks.
@@ -159,12 +164,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
             (Arc::clone(&state), Role::Admin),
             auth::require,
         ));
+    let proxies = Router::new()
+        .route("/api/v1/fleet/subscribe", get(fleet::subscribe))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&state), Role::Proxy),
+            auth::require,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(viewer)
         .merge(operator)
         .merge(admin)
+        .merge(proxies)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -7,6 +7,7 @@
 //! and reconciles the proxy to the folded state before taking requests.
 
 pub(crate) mod clock;
+mod compose;
 mod liveness;
 pub mod log;
 mod notify;
@@ -16,7 +17,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backout_proxy::Service;
 use backout_rollout::{Policy, ServiceState};
 use backout_spec::ServiceSpec;
 use backout_store::Store;
@@ -25,9 +25,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use notify::{Notifier, Payload};
-pub use service::{ProxyView, ServiceView, Submission, SubmitError, Submitted, TICK};
+pub use service::{
+    ACK_DEADLINE_MS, ProxyView, ServiceView, Submission, SubmitError, Submitted, TICK,
+};
 
 use crate::driver::{self, Driver, DriverContext};
+use crate::fleet::Fleet;
 use service::{Request, ServiceActor};
 
 /// A service to manage: its spec and the directory its file is in
@@ -44,8 +47,10 @@ pub enum ControllerError {
         "service {0:?} has no `driver:` section; `backout up` needs one to run its releases (e.g. `driver: {{process: {{command: \"./app --port {{port}}\"}}}}`)"
     )]
     NoDriver(String),
-    #[error("service {0:?} is not in the proxy")]
-    NotInProxy(String),
+    #[error("service {0:?} is not in the fleet")]
+    NotInFleet(String),
+    #[error("cannot read or create the control plane's epoch in the store: {0}")]
+    Epoch(String),
     #[error("reading the event log of {service:?}: {detail}")]
     Recover { service: String, detail: String },
 }
@@ -105,14 +110,15 @@ impl std::fmt::Debug for dyn Driver {
 
 impl Controller {
     /// Recovers every service from the log, adopts its instances and
-    /// starts its loop. `proxy` must already contain every service.
+    /// starts its loop. `fleet` must know every service.
     pub async fn start(
         store: Arc<dyn Store>,
-        proxy: &BTreeMap<String, Arc<Service>>,
+        fleet: Arc<Fleet>,
         services: Vec<ManagedService>,
         data_dir: PathBuf,
     ) -> Result<Controller, ControllerError> {
         let stop = CancellationToken::new();
+        let epoch = epoch(&store).await?;
         let mut handles = BTreeMap::new();
         let mut tasks = Vec::new();
         let mut drivers = Vec::new();
@@ -123,10 +129,9 @@ impl Controller {
                 .driver
                 .as_ref()
                 .ok_or_else(|| ControllerError::NoDriver(name.clone()))?;
-            let svc = proxy
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| ControllerError::NotInProxy(name.clone()))?;
+            if !fleet.service_names().any(|s| *s == name) {
+                return Err(ControllerError::NotInFleet(name));
+            }
             let driver = driver::build(
                 driver_spec,
                 DriverContext {
@@ -141,7 +146,8 @@ impl Controller {
                 Arc::clone(&spec),
                 policy,
                 Arc::clone(&store),
-                svc,
+                Arc::clone(&fleet),
+                epoch.clone(),
                 driver,
                 Notifier::new(spec.notifications.clone()),
                 view_tx,
@@ -210,6 +216,29 @@ impl Controller {
     }
 }
 
+/// The control plane's identity, made once when its store is new and
+/// kept there: every snapshot carries it, so a proxy can tell a control
+/// plane that starts counting generations again on a fresh store from a
+/// stale one sending old generations.
+pub async fn epoch(store: &Arc<dyn Store>) -> Result<String, ControllerError> {
+    const NAME: &str = "@fleet";
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        if let Some(s) = store.latest_snapshot(NAME)? {
+            if let Some(e) = s.body["epoch"].as_str() {
+                return Ok(e.to_string());
+            }
+        }
+        let epoch = format!("{:x}-{:016x}", clock::unix_ms(), fastrand::u64(..));
+        let seq = store.last_seq()?;
+        store.save_snapshot(NAME, seq, &serde_json::json!({ "epoch": epoch }))?;
+        Ok(epoch)
+    })
+    .await
+    .map_err(|e| ControllerError::Epoch(e.to_string()))?
+    .map_err(|e: backout_store::StoreError| ControllerError::Epoch(e.to_string()))
+}
+
 /// The spec's policy; a driver that fixes the replica count overrides the
 /// strategy's.
 pub fn policy_of(spec: &ServiceSpec) -> Policy {
@@ -233,6 +262,8 @@ fn empty_view(spec: &ServiceSpec, driver: &dyn Driver) -> ServiceView {
             applied_at_unix_us: 0,
             canary_fallback: false,
             pools: Vec::new(),
+            proxies: Vec::new(),
+            progress: Default::default(),
         },
         instances: BTreeMap::new(),
         mttr: backout_rollout::MttrSummary::of(&[]),

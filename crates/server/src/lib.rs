@@ -4,6 +4,7 @@
 pub mod api;
 pub mod controller;
 pub mod driver;
+pub mod fleet;
 pub mod gates;
 pub mod ofrep;
 pub mod provider;

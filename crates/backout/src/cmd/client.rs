@@ -181,6 +181,21 @@ pub struct PromoteArgs {
 }
 
 #[derive(Debug, ClapArgs)]
+#[command(
+    after_help = "Example: backout weight shop 25 --reason \"more traffic before the evening peak\""
+)]
+pub struct WeightArgs {
+    service: String,
+    /// The canary's share in percent, 0 to below 100 in steps of 0.1 (100
+    /// is `promote --full`).
+    percent: f64,
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, ClapArgs)]
 pub struct ReleaseArgs {
     service: String,
     /// The release's version name (immutable once registered).
@@ -426,6 +441,17 @@ pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
         remote: a.remote,
     };
     command(&args, json!({"command": "promote", "full": a.full}))
+}
+
+pub fn weight(a: WeightArgs) -> Result<ExitCode> {
+    let weight =
+        backout_routing::Permille::from_percent(a.percent).map_err(|e| miette!("PERCENT: {e}"))?;
+    let args = ServiceArgs {
+        service: a.service,
+        reason: a.reason,
+        remote: a.remote,
+    };
+    command(&args, json!({"command": "set_weight", "weight": weight}))
 }
 
 pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
@@ -695,6 +721,7 @@ pub fn render_status(v: &Json) -> String {
             }
         }
     }
+    render_proxies(&mut out, &v["proxy"]);
     let r = &st["rollout"];
     if r.is_null() {
         let _ = writeln!(out, "  no rollout in progress");
@@ -797,6 +824,55 @@ pub fn render_status(v: &Json) -> String {
         );
     }
     out.trim_end().to_string()
+}
+
+/// The proxies that follow the service: which generation each serves,
+/// and when it was last heard from.
+fn render_proxies(out: &mut String, proxy: &Json) {
+    use std::fmt::Write;
+    let Some(list) = proxy["proxies"].as_array() else {
+        return;
+    };
+    let generation = proxy["generation"].as_u64().unwrap_or(0);
+    let connected: Vec<&Json> = list.iter().filter(|p| p["connected"] == true).collect();
+    let serving = connected
+        .iter()
+        .filter(|p| p["generation"].as_u64().unwrap_or(0) >= generation)
+        .count();
+    let _ = writeln!(
+        out,
+        "  proxies  snapshot {generation}: served by {serving} of {} connected{}",
+        connected.len(),
+        if list.is_empty() {
+            " (no proxy follows this service)"
+        } else {
+            ""
+        }
+    );
+    let now = now_ms();
+    for p in list {
+        let ago = |k: &str| {
+            p[k].as_i64().map_or("?".into(), |t| {
+                format!("{:.1}s ago", (now - t).max(0) as f64 / 1000.0)
+            })
+        };
+        let state = if p["connected"] == true {
+            format!("last contact {}", ago("last_contact_ms"))
+        } else {
+            format!("DISCONNECTED (last contact {})", ago("last_contact_ms"))
+        };
+        let nack = p["nack"]["reason"]
+            .as_str()
+            .map(|r| format!("; refused {}: {r}", p["nack"]["generation"]))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    {:<16} {:<22} generation {:<6} {state}{nack}",
+            p["name"].as_str().unwrap_or_default(),
+            p["address"].as_str().unwrap_or_default(),
+            p["generation"].as_u64().unwrap_or(0),
+        );
+    }
 }
 
 pub fn history(a: ServiceArgs) -> Result<ExitCode> {

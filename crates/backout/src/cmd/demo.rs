@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backout_proxy::loadgen::{self, Tally};
-use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_rollout::{Input, RollbackRecord};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService, ServiceHandle, Submission};
+use backout_server::fleet::{Fleet, Standing};
 use backout_spec::{ServiceSpec, Source};
 use backout_store::Store;
 use clap::Args as ClapArgs;
@@ -95,17 +95,17 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
     let yaml = SERVICE.replace("BIN", &bin.display().to_string());
     let spec = ServiceSpec::parse(&Source::new("demo.yaml", yaml)).map_err(miette::Report::new)?;
     let (store, _) = super::up::open_store(data)?;
-    let proxy = RunningProxy::start(ProxyConfig {
-        services: vec![spec.clone()],
-        default_listen: None,
-        admin: None,
-        admin_listener: Default::default(),
-        drain_timeout: Duration::from_secs(5),
-        workers: 1,
-        ..Default::default()
-    })
-    .await
-    .into_diagnostic()?;
+    let fleet = Fleet::new(
+        ["shop".to_string()],
+        Standing {
+            name: super::up::holder_name(),
+            leader: true,
+            leader_url: None,
+        },
+    );
+    let local: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let proxy =
+        super::up::embedded_proxy(std::slice::from_ref(&spec), local, 1, data, &fleet).await?;
     let url = format!(
         "http://{}/",
         proxy
@@ -117,7 +117,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
     let controller = Arc::new(
         Controller::start(
             Arc::clone(&store),
-            &proxy.state.services,
+            Arc::clone(&fleet),
             vec![ManagedService {
                 spec,
                 base_dir: PathBuf::from("."),
@@ -136,6 +136,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
         store: Arc::clone(&store),
         proxy: Some(Arc::clone(&proxy.state)),
         flags: None,
+        fleet: Arc::clone(&fleet),
     }));
     let api_task = tokio::spawn(async move {
         let _ = backout_listen::serve(

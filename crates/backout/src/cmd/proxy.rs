@@ -1,10 +1,11 @@
-//! `backout proxy`: the traffic switch on its own, from flags (quick mode)
-//! or from service files.
+//! `backout proxy`: the traffic switch on its own, from flags (quick mode),
+//! from service files, or following a control plane (fleet mode).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use backout_proxy::follow::{FollowConfig, Link, StateDir};
 use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_routing::{Permille, RouteSpec, StickyKey};
 use backout_spec::{Duration, EndpointUrl, PoolSpec, ServiceSpec, Source, TimeoutsSpec};
@@ -15,6 +16,7 @@ use miette::{IntoDiagnostic, WrapErr, miette};
 #[command(
     after_help = "Quick mode:  backout proxy --stable http://127.0.0.1:9001 --canary http://127.0.0.1:9002 --canary-weight 10
 Config mode: backout proxy -f web.yaml -f api.yaml
+Fleet mode:  backout proxy --control-plane http://cp:9900 --token \"$PROXY_TOKEN\" --state /var/lib/backout-proxy --name edge-1
 Switch at run time: curl -X PUT localhost:9900/admin/v1/services/default/route -H 'content-type: application/json' -d '{\"stable\":\"stable\",\"canary\":\"canary\",\"canary_weight\":25}'
 Roll back:   curl -X POST localhost:9900/admin/v1/services/default/rollback -H 'content-type: application/json'"
 )]
@@ -22,6 +24,33 @@ pub struct Args {
     /// Service files (YAML), one service each. Not with --stable.
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["stable", "canary"])]
     files: Vec<PathBuf>,
+    /// Fleet mode: follow this control plane's API (`backout up`), e.g.
+    /// http://cp:9900. Repeat for several (an HA control plane): the
+    /// proxy uses whichever answers, the leader first.
+    #[arg(long = "control-plane", value_name = "URL", conflicts_with_all = ["files", "stable", "canary"], requires_all = ["token", "state"])]
+    control_plane: Vec<String>,
+    /// Fleet mode: a token with the `proxy` role
+    /// (`backout token create edge-1 --role proxy`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BACKOUT_PROXY_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Fleet mode: where the last snapshot of each service is kept, so the
+    /// proxy serves at once after a restart while the control plane is
+    /// away.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Fleet mode: this proxy's name in `backout status` (unique in the
+    /// fleet; default: the host name).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Fleet mode: follow only this service (repeat for several; default:
+    /// every service of the control plane).
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
     /// Data-plane listener for services that do not set `listen:`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -67,7 +96,10 @@ pub struct Args {
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let drain =
         Duration::parse(&args.drain_timeout).map_err(|e| miette!("--drain-timeout: {e}"))?;
-    let services = if args.files.is_empty() {
+    let follow = follow_config(&args)?;
+    let services = if follow.is_some() {
+        Vec::new()
+    } else if args.files.is_empty() {
         vec![quick_service(&args)?]
     } else {
         load_files(&args.files)?
@@ -75,11 +107,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let config = ProxyConfig {
         services,
         default_listen: Some(args.listen),
+        bind_default: follow.is_some(),
         admin: Some(args.admin),
         admin_listener: admin_listener(&args)?,
         drain_timeout: drain.get(),
         workers: args.workers,
-        ..Default::default()
+        wait_for_config: follow.is_some(),
     };
     crate::logging::init();
     // The data plane runs on its own worker threads; this runtime only
@@ -89,7 +122,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .enable_all()
         .build()
         .into_diagnostic()?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, follow))
 }
 
 /// The admin API's settings: its limits, and tokens from the token file,
@@ -109,19 +142,106 @@ fn admin_listener(args: &Args) -> miette::Result<backout_listen::Settings> {
     Ok(settings)
 }
 
-async fn serve(config: ProxyConfig) -> miette::Result<ExitCode> {
+/// The follower's settings, when `--control-plane` is given.
+fn follow_config(args: &Args) -> miette::Result<Option<FollowConfig>> {
+    if args.control_plane.is_empty() {
+        return Ok(None);
+    }
+    let token = args
+        .token
+        .clone()
+        .ok_or_else(|| miette!("--control-plane needs --token (a token with the `proxy` role)"))?;
+    let state = args
+        .state
+        .as_ref()
+        .ok_or_else(|| miette!("--control-plane needs --state DIR"))?;
+    let state = StateDir::open(state).map_err(|e| miette!("--state: {e}"))?;
+    let mut links = Vec::new();
+    for url in args.control_plane.iter().flat_map(|u| u.split(',')) {
+        let url = url.trim();
+        backout_proxy::follow::link::subscribe_url(url)
+            .map_err(|e| miette!("--control-plane: {e}"))?;
+        links.push(Link::Remote {
+            url: url.to_string(),
+            token: token.clone(),
+        });
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_ascii_lowercase())
+            .unwrap_or_default(),
+    };
+    if !backout_spec::is_valid_name(&name) {
+        return Err(miette!(
+            "--name: {name:?} is not a valid proxy name; use 1 to 63 lower-case letters, digits, `-`, `_` or `.`"
+        ));
+    }
+    for s in &args.services {
+        if !backout_spec::is_valid_name(s) {
+            return Err(miette!("--service: {s:?} is not a valid service name"));
+        }
+    }
+    Ok(Some(FollowConfig {
+        name,
+        services: args.services.clone(),
+        state: Some(state),
+        links,
+        listen: Vec::new(),
+    }))
+}
+
+async fn serve(config: ProxyConfig, follow: Option<FollowConfig>) -> miette::Result<ExitCode> {
     let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let scheme = if config.admin_listener.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let proxy = RunningProxy::start(config).await.into_diagnostic()?;
-    for (_, bound) in &proxy.listeners {
-        println!(
-            "backout: data plane listening on {bound} (services: {})",
-            names.join(", ")
-        );
+    let mut proxy = RunningProxy::start(config).await.into_diagnostic()?;
+    match follow {
+        None => {
+            for (_, bound) in &proxy.listeners {
+                println!(
+                    "backout: data plane listening on {bound} (services: {})",
+                    names.join(", ")
+                );
+            }
+        }
+        Some(mut follow) => {
+            follow.listen = proxy.listeners.iter().map(|(_, b)| b.to_string()).collect();
+            let (name, planes, dir) = (
+                follow.name.clone(),
+                follow.links.iter().map(Link::describe).collect::<Vec<_>>(),
+                follow
+                    .state
+                    .as_ref()
+                    .map(|s| s.path().display().to_string()),
+            );
+            let status = proxy.follow(follow);
+            let held = status.held();
+            for (_, bound) in &proxy.listeners {
+                println!(
+                    "backout: data plane listening on {bound} as {name:?}, following {}",
+                    planes.join(", ")
+                );
+            }
+            if held.is_empty() {
+                println!(
+                    "backout: no snapshot in {} yet; connections wait until the control plane sends one",
+                    dir.unwrap_or_default()
+                );
+            } else {
+                let list: Vec<String> = held
+                    .iter()
+                    .map(|(s, h)| format!("{s} (generation {})", h.generation))
+                    .collect();
+                println!(
+                    "backout: serving from the state file until the control plane answers: {}",
+                    list.join(", ")
+                );
+            }
+        }
     }
     if let Some(admin) = proxy.admin {
         println!(

@@ -1,15 +1,20 @@
-//! `backout up`: the control plane with the proxy embedded — API,
-//! controller loop, judge, event log — for the services in the given files.
+//! `backout up`: the control plane — API, controller loop, judge, event
+//! log — for the services in the given files, with a proxy embedded that
+//! follows it like any other (`--no-proxy` leaves the data plane to
+//! `backout proxy --control-plane` processes).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use backout_proxy::follow::{FollowConfig, Link, StateDir};
 use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService};
+use backout_server::fleet::{Fleet, Standing};
 use backout_server::ofrep::{self, events::StoreEventLog};
+use backout_spec::ServiceSpec;
 use backout_store::{Role, SqliteStore, Store};
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, WrapErr, miette};
@@ -38,6 +43,11 @@ pub struct Args {
     /// Data-plane worker threads (0: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     workers: usize,
+    /// Run the control plane only: no data plane in this process. Proxies
+    /// follow it with `backout proxy --control-plane URL --token T`
+    /// (a token with `--role proxy`), and keep serving when it is down.
+    #[arg(long)]
+    no_proxy: bool,
     /// Serve feature flags from this flagd flag file (JSON or YAML): OFREP
     /// at /ofrep/v1 and flag management at /api/v1/flags on the API's
     /// listener, behind its tokens, with every change in the event log.
@@ -128,21 +138,24 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         }
         None => None,
     };
-    let proxy = RunningProxy::start(ProxyConfig {
-        services: managed.iter().map(|m| m.spec.clone()).collect(),
-        default_listen: Some(args.listen),
-        admin: None,
-        admin_listener: Default::default(),
-        drain_timeout: std::time::Duration::from_secs(10),
-        workers: args.workers,
-        ..Default::default()
-    })
-    .await
-    .into_diagnostic()?;
     let names: Vec<String> = managed.iter().map(|m| m.spec.name.clone()).collect();
+    let fleet = Fleet::new(
+        names.clone(),
+        Standing {
+            name: holder_name(),
+            leader: true,
+            leader_url: None,
+        },
+    );
+    let specs: Vec<ServiceSpec> = managed.iter().map(|m| m.spec.clone()).collect();
+    let proxy = if args.no_proxy {
+        None
+    } else {
+        Some(embedded_proxy(&specs, args.listen, args.workers, &args.data, &fleet).await?)
+    };
     let controller = Controller::start(
         Arc::clone(&store),
-        &proxy.state.services,
+        Arc::clone(&fleet),
         managed,
         args.data.clone(),
     )
@@ -152,8 +165,9 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
     let state = Arc::new(ApiState {
         controller: Arc::clone(&controller),
         store: Arc::clone(&store),
-        proxy: Some(Arc::clone(&proxy.state)),
+        proxy: proxy.as_ref().map(|p| Arc::clone(&p.state)),
         flags: flags.clone(),
+        fleet: Arc::clone(&fleet),
     });
     let api_settings = args
         .api_listener
@@ -164,11 +178,24 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {} for the API", args.api))?;
     let api_addr = listener.local_addr().into_diagnostic()?;
-    for (_, bound) in &proxy.listeners {
-        println!(
-            "backout: data plane on http://{bound} (services: {})",
+    match &proxy {
+        Some(proxy) => {
+            for (requested, bound) in &proxy.listeners {
+                let here: Vec<&str> = specs
+                    .iter()
+                    .filter(|s| s.listen.unwrap_or(args.listen) == *requested)
+                    .map(|s| s.name.as_str())
+                    .collect();
+                println!(
+                    "backout: data plane on http://{bound} (services: {})",
+                    here.join(", ")
+                );
+            }
+        }
+        None => println!(
+            "backout: no data plane in this process (--no-proxy); proxies follow it with `backout proxy --control-plane http://{api_addr} --token …` (services: {})",
             names.join(", ")
-        );
+        ),
     }
     println!(
         "backout: API on {scheme}://{api_addr}/api/v1 (event log: {}/backout.db)",
@@ -199,6 +226,57 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         s.save_usage();
     }
     controller.shutdown(!args.keep_instances).await;
-    proxy.shutdown().await;
+    if let Some(proxy) = proxy {
+        proxy.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The proxy in the control plane's own process: it follows the control
+/// plane through in-process channels, like any `backout proxy` over the
+/// network, and keeps its snapshots in `DATA/proxy`, so that after a
+/// restart it serves the last route and readiness before the log is even
+/// folded. Its listeners accept only once it has a snapshot (no 503 while
+/// there is nothing to serve yet).
+pub async fn embedded_proxy(
+    specs: &[ServiceSpec],
+    listen: SocketAddr,
+    workers: usize,
+    data: &Path,
+    fleet: &Arc<Fleet>,
+) -> miette::Result<RunningProxy> {
+    let state = StateDir::open(data.join("proxy")).map_err(|e| miette!("{e}"))?;
+    let mut proxy = RunningProxy::start(ProxyConfig {
+        services: specs.to_vec(),
+        default_listen: Some(listen),
+        drain_timeout: std::time::Duration::from_secs(10),
+        workers,
+        wait_for_config: true,
+        ..Default::default()
+    })
+    .await
+    .into_diagnostic()?;
+    let listen = proxy
+        .listeners
+        .iter()
+        .map(|(_, bound)| bound.to_string())
+        .collect();
+    proxy.follow(FollowConfig {
+        name: "embedded".into(),
+        services: Vec::new(),
+        state: Some(state),
+        links: vec![Link::Local(fleet.local_door())],
+        listen,
+    });
+    Ok(proxy)
+}
+
+/// This process's name among control planes: host and process id.
+pub fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{}", std::process::id())
 }

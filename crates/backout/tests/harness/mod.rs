@@ -342,7 +342,11 @@ pub fn paused(s: &Json) -> bool {
 pub struct Load {
     stop: Arc<AtomicBool>,
     pub sent: Arc<AtomicU64>,
+    /// No answer or an answer other than 2xx.
     pub failed: Arc<AtomicU64>,
+    /// Of those, answers with a 5xx status (the proxy answered, and said
+    /// it could not serve): a refused connection is not one.
+    pub server_errors: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -351,7 +355,13 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
-        let (s, n, f) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&failed));
+        let server_errors = Arc::new(AtomicU64::new(0));
+        let (s, n, f, e5) = (
+            Arc::clone(&stop),
+            Arc::clone(&sent),
+            Arc::clone(&failed),
+            Arc::clone(&server_errors),
+        );
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -365,10 +375,11 @@ impl Load {
                 let url = format!("http://127.0.0.1:{port}/");
                 let mut tasks = Vec::new();
                 for _ in 0..4 {
-                    let (s, n, f, client, url) = (
+                    let (s, n, f, e5, client, url) = (
                         Arc::clone(&s),
                         Arc::clone(&n),
                         Arc::clone(&f),
+                        Arc::clone(&e5),
                         client.clone(),
                         url.clone(),
                     );
@@ -378,6 +389,10 @@ impl Load {
                             match client.get(&url).send().await {
                                 Ok(r) if r.status().is_success() => {
                                     let _ = r.bytes().await;
+                                }
+                                Ok(r) if r.status().is_server_error() => {
+                                    f.fetch_add(1, Ordering::Relaxed);
+                                    e5.fetch_add(1, Ordering::Relaxed);
                                 }
                                 _ => {
                                     f.fetch_add(1, Ordering::Relaxed);
@@ -396,8 +411,20 @@ impl Load {
             stop,
             sent,
             failed,
+            server_errors,
             thread: Some(thread),
         }
+    }
+}
+
+impl Load {
+    /// (sent, failed, of which 5xx) so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.server_errors.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -412,4 +439,133 @@ impl Drop for Load {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A `backout proxy --control-plane …` process: its own ports and state
+/// directory, restartable on them.
+pub struct Edge {
+    pub name: String,
+    pub port: u16,
+    pub admin_port: u16,
+    pub state: PathBuf,
+    control_planes: Vec<String>,
+    token: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Edge {
+    /// Starts a proxy named `name` that follows `control_planes` with a
+    /// `proxy` token; its state and log live in `dir`.
+    pub fn start(dir: &Path, name: &str, control_planes: &[&str], token: &str) -> Edge {
+        let mut e = Edge {
+            name: name.to_string(),
+            port: free_port(),
+            admin_port: free_port(),
+            state: dir.join(format!("{name}-state")),
+            control_planes: control_planes.iter().map(|s| s.to_string()).collect(),
+            token: token.to_string(),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
+        e.launch();
+        e
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("proxy");
+        for cp in &self.control_planes {
+            cmd.args(["--control-plane", cp]);
+        }
+        let child = cmd
+            .args([
+                "--token",
+                &self.token,
+                "--name",
+                &self.name,
+                "--workers",
+                "1",
+            ])
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `GET /readyz` of its admin API (`None` while it does not answer).
+    pub fn readyz(&self) -> Option<Json> {
+        let (_, body) = http_get(self.admin_port, "/readyz")?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Polls `/readyz` until `done` holds.
+    pub fn wait_ready(&self, what: &str, secs: u64, done: impl Fn(&Json) -> bool) -> Json {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(r) = self.readyz()
+                && done(&r)
+            {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy {} timed out waiting for {what}: {:?}\nlog:\n{}",
+                self.name,
+                self.readyz(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The generation this proxy serves of a service (its admin API).
+    pub fn generation(&self, service: &str) -> Option<u64> {
+        self.readyz()?["services"][service]["generation"].as_u64()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain `GET` on loopback: (status, body), `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }

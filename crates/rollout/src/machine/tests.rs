@@ -1189,6 +1189,13 @@ fn inputs(now: i64) -> Vec<(&'static str, i64, Input)> {
                 error: "exit 1".into(),
             },
         ),
+        (
+            "set weight 30",
+            0,
+            cmd(Command::SetWeight {
+                weight: Permille::from_percent(30.0).unwrap(),
+            }),
+        ),
         ("insufficient", 0, verdict(Verdict::Insufficient)),
         ("continue", 0, verdict(Verdict::Continue)),
         ("pause verdict", 0, verdict(Verdict::Pause)),

@@ -12,23 +12,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backout_fleet::{MemberView, PoolReport, Progress, Snapshot};
 use backout_judge::{Decision, Judge, Verdict, Window};
-use backout_proxy::{Role, Service};
+use backout_proxy::breaker::BreakerState;
+use backout_proxy::{Role, VersionWindows, WindowsReport};
 use backout_rollout::{
-    Action, Envelope, Input, MttrSummary, Notice, Phase, Policy, Rejection, RolloutKind,
-    ServiceState,
+    Action, DesiredRoute, Envelope, Input, MttrSummary, Notice, Phase, Policy, Rejection,
+    RolloutKind, ServiceState,
 };
-use backout_spec::{PoolSpec, ServiceSpec};
+use backout_spec::ServiceSpec;
 use backout_store::{NewEvent, Store, StoredEvent};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::unix_ms;
+use super::compose::{Composed, compose};
 use super::liveness::LivenessRestarts;
 use super::log::{self, Folded, INSTANCES};
 use super::notify::Notifier;
 use crate::driver::{DeployRequest, Driver, DriverError, DriverEvent, Instance};
+use crate::fleet::Fleet;
 use crate::provider::{ErrorClasses, WindowQuery, proxy_series};
 
 /// How often the controller looks at the world even when nothing happens.
@@ -43,6 +47,9 @@ const QUIET_RECOVERY_MS: i64 = 10_000;
 /// How often the judge's evidence is saved, in judged seconds: a restart
 /// of backout resumes the analysis from there instead of from nothing.
 const JUDGE_CHECKPOINT_TICKS: u64 = 5;
+/// A route change is done when every connected proxy serves it; one that
+/// has not acknowledged it by then is reported as lagging, not waited for.
+pub const ACK_DEADLINE_MS: i64 = 5_000;
 
 /// A request to change a service, as the API makes it.
 #[derive(Debug, Clone)]
@@ -97,13 +104,26 @@ pub struct ServiceView {
     pub steps: Vec<String>,
 }
 
+/// The data plane as the control plane sees it: the snapshot it
+/// published and the proxies that follow it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyView {
+    /// The route of the newest snapshot published to the proxies.
     pub route: Option<backout_routing::RouteSpec>,
+    /// That snapshot's generation.
     pub generation: u64,
+    /// When every connected proxy served it; 0 while some still apply it.
     pub applied_at_unix_us: u64,
+    /// Some proxy sends canary traffic to stable because the canary cannot
+    /// take it.
     pub canary_fallback: bool,
-    pub pools: Vec<backout_proxy::pool::PoolStatus>,
+    /// The pools as one proxy reports them (endpoint health, breaker).
+    pub pools: Vec<PoolReport>,
+    /// Every proxy that follows the service: name, address, the
+    /// generation it serves, last contact.
+    pub proxies: Vec<MemberView>,
+    /// How far the proxies are with the newest generation.
+    pub progress: Progress,
 }
 
 pub(super) enum Request {
@@ -129,6 +149,30 @@ enum DriverDone {
     },
 }
 
+/// The snapshot published last.
+#[derive(Debug, Clone)]
+struct Published {
+    snapshot: Arc<Snapshot>,
+    at_ms: i64,
+    /// Every connected proxy acknowledged it, or its deadline passed.
+    settled: bool,
+}
+
+/// A route change published and not yet acknowledged by the fleet.
+#[derive(Debug, Clone)]
+struct PendingRoute {
+    generation: u64,
+    route: DesiredRoute,
+    published_ms: i64,
+}
+
+/// An answer held back until the route change it caused is served.
+struct Waiting {
+    deadline_ms: i64,
+    reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+    result: Result<Submitted, SubmitError>,
+}
+
 /// The judge running on the current rollout.
 #[derive(Serialize, serde::Deserialize)]
 struct Analysis {
@@ -149,7 +193,12 @@ pub(super) struct ServiceActor {
     pub state: ServiceState,
     pub seq: i64,
     pub store: Arc<dyn Store>,
-    pub proxy: Arc<Service>,
+    pub fleet: Arc<Fleet>,
+    /// The control plane's identity in every snapshot.
+    epoch: String,
+    published: Option<Published>,
+    pending_route: Option<PendingRoute>,
+    waiting: Vec<Waiting>,
     pub driver: Arc<dyn Driver>,
     pub notifier: Notifier,
     pub classes: ErrorClasses,
@@ -175,7 +224,8 @@ impl ServiceActor {
         spec: Arc<ServiceSpec>,
         policy: Policy,
         store: Arc<dyn Store>,
-        proxy: Arc<Service>,
+        fleet: Arc<Fleet>,
+        epoch: String,
         driver: Arc<dyn Driver>,
         notifier: Notifier,
         view: watch::Sender<Arc<ServiceView>>,
@@ -189,7 +239,11 @@ impl ServiceActor {
             policy,
             seq: 0,
             store,
-            proxy,
+            fleet,
+            epoch,
+            published: None,
+            pending_route: None,
+            waiting: Vec::new(),
             driver,
             notifier,
             classes: ErrorClasses::default(),
@@ -209,6 +263,7 @@ impl ServiceActor {
     /// Rebuilds the state from the log and takes over the instances that
     /// still run. Called once, before the loop.
     pub(super) async fn recover(&mut self) -> Result<Folded, String> {
+        self.restore_snapshot().await;
         let mut folded = Folded::default();
         let mut after = 0;
         loop {
@@ -279,6 +334,34 @@ impl ServiceActor {
         Ok(folded)
     }
 
+    /// The store's name of the service's last published snapshot.
+    fn snapshot_name(&self) -> String {
+        format!("@fleet/{}", self.name)
+    }
+
+    /// Publishes the snapshot stored last, before anything else: proxies
+    /// that connect while the log is being folded get what they served
+    /// before, and generations go on from it.
+    async fn restore_snapshot(&mut self) {
+        let (store, name) = (Arc::clone(&self.store), self.snapshot_name());
+        let found = tokio::task::spawn_blocking(move || store.latest_snapshot(&name)).await;
+        let Ok(Ok(Some(stored))) = found else { return };
+        match serde_json::from_value::<Snapshot>(stored.body) {
+            Ok(snap) if snap.service == self.name && snap.epoch == self.epoch => {
+                let snap = Arc::new(snap);
+                self.fleet.publish(Arc::clone(&snap));
+                self.published = Some(Published {
+                    snapshot: snap,
+                    at_ms: unix_ms(),
+                    settled: true,
+                });
+            }
+            _ => {
+                tracing::warn!(service = %self.name, "the stored snapshot is unreadable; generations start again")
+            }
+        }
+    }
+
     /// The snapshot name the judge's evidence is kept under. Service names
     /// start with a letter or digit, so it is nobody's service.
     fn checkpoint_name(&self) -> String {
@@ -342,6 +425,10 @@ impl ServiceActor {
         let mut events = self.driver.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fleet = match self.fleet.changes(&self.name) {
+            Some(rx) => rx,
+            None => tokio::sync::watch::channel(0).1,
+        };
         self.reconcile().await;
         loop {
             tokio::select! {
@@ -350,12 +437,30 @@ impl ServiceActor {
                     Some(Request::Submit(sub, reply)) => {
                         let result = self.process(sub.input, &sub.actor, sub.reason.as_deref(), sub.key.as_deref(), Vec::new()).await;
                         // The world first, then the answer: a break-glass
-                        // rollback has moved the traffic when it returns.
+                        // rollback has moved the traffic when it returns,
+                        // on every proxy that follows the service (or the
+                        // ones that did not are reported as lagging).
                         self.reconcile().await;
-                        let _ = reply.send(result);
+                        if self.pending_route.is_some() {
+                            self.waiting.push(Waiting {
+                                deadline_ms: unix_ms() + ACK_DEADLINE_MS,
+                                reply,
+                                result,
+                            });
+                        } else {
+                            let _ = reply.send(result);
+                        }
                     }
                     None => break,
                 },
+                changed = fleet.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    // Answers and reports from the proxies: a route change
+                    // acknowledged, a pool's readiness.
+                    self.reconcile().await;
+                }
                 Some(done) = self.done_rx.recv() => {
                     self.driver_done(done).await;
                     self.reconcile().await;
@@ -373,6 +478,27 @@ impl ServiceActor {
                     self.reconcile().await;
                 }
             }
+            self.answer_waiting();
+        }
+        for w in std::mem::take(&mut self.waiting) {
+            let _ = w.reply.send(w.result);
+        }
+    }
+
+    /// Sends the answers held for a route change once it is served (or
+    /// its deadline passed: the lagging proxies are in the log then).
+    fn answer_waiting(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let now = unix_ms();
+        let done = self.pending_route.is_none();
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| done || now >= w.deadline_ms);
+        self.waiting = wait;
+        for w in ready {
+            let _ = w.reply.send(w.result);
         }
     }
 
@@ -469,7 +595,9 @@ impl ServiceActor {
             tracing::info!(service = %self.name, kind = %n.kind, "{}", n.message);
             self.notifier.send(&self.name, n, env.at_ms);
         }
-        self.publish();
+        // The view is published once the world is reconciled with the new
+        // state (every caller reconciles next), so it never shows a state
+        // whose route the proxies have not been sent yet.
         Ok(Submitted {
             seq: first.event.seq,
             duplicate: false,
@@ -583,7 +711,6 @@ impl ServiceActor {
                 }
             }
         }
-        self.publish();
     }
 
     async fn driver_event(&mut self, ev: DriverEvent) {
@@ -638,7 +765,6 @@ impl ServiceActor {
             return;
         }
         let now = unix_ms();
-        let mono = backout_proxy::clock::mono_ms();
         let mut known = BTreeSet::new();
         let mut restart = Vec::new();
         for (version, instances) in &self.running {
@@ -646,16 +772,16 @@ impl ServiceActor {
             if !self.state.instances.contains_key(version) || self.in_flight.contains(version) {
                 continue;
             }
-            let Some(pool) = self.proxy.pool(version) else {
-                continue;
-            };
-            let endpoints = pool.endpoints();
             for inst in instances {
-                let Some(endpoint) = endpoints.iter().find(|e| e.url == inst.endpoint) else {
+                // Only what every proxy that reports the endpoint agrees
+                // on: one proxy's failing probe may be its own network.
+                let Some(health) = self
+                    .fleet
+                    .roster(|r| r.endpoint(&self.name, version, &inst.endpoint, now))
+                else {
                     continue;
                 };
-                let health = endpoint.status(mono);
-                let wedged = !health.live || health.startup_failed;
+                let wedged = health.dead || health.startup_failed;
                 if self.liveness.observe(&inst.id, !wedged, now) {
                     let why = if health.startup_failed {
                         "its startup probe failed"
@@ -707,23 +833,31 @@ impl ServiceActor {
         }
     }
 
-    /// Makes instances, pools and the route match the state.
+    /// Makes instances, the proxies' snapshot and the route match the
+    /// state.
     async fn reconcile(&mut self) {
         // Bounded: each pass either settles or feeds an input that moves
         // the state on.
         for _ in 0..8 {
             self.reconcile_instances();
-            self.reconcile_pools();
+            self.reconcile_snapshot().await;
             let mut inputs = Vec::new();
-            if let Some(applied) = self.reconcile_route() {
+            let mut facts = Vec::new();
+            if let Some((applied, fact)) = self.route_served() {
                 inputs.push(applied);
+                facts.push(fact);
             }
             inputs.extend(self.readiness_inputs());
             if inputs.is_empty() {
                 break;
             }
-            for input in inputs {
-                let _ = self.internal(input, Vec::new()).await;
+            for (i, input) in inputs.into_iter().enumerate() {
+                let extra = if i == 0 {
+                    std::mem::take(&mut facts)
+                } else {
+                    Vec::new()
+                };
+                let _ = self.internal(input, extra).await;
             }
         }
         self.publish();
@@ -777,8 +911,9 @@ impl ServiceActor {
             .cloned()
             .collect();
         for version in unwanted {
-            // The pool goes first; while the route still uses it, wait.
-            if self.proxy.pool(&version).is_some() && self.proxy.remove_pool(&version).is_err() {
+            // The pool goes first: a version stops only once the proxies
+            // serve a snapshot without it (or are reported as lagging).
+            if !self.pool_gone(&version) {
                 continue;
             }
             let driver = Arc::clone(&self.driver);
@@ -792,88 +927,143 @@ impl ServiceActor {
         }
     }
 
-    fn reconcile_pools(&mut self) {
-        for (version, instances) in &self.running {
-            if !self.state.instances.contains_key(version) {
-                continue;
-            }
-            let endpoints: Vec<_> = instances.iter().map(|i| i.endpoint.clone()).collect();
-            match self.proxy.pool(version) {
-                Some(pool) => {
-                    let now: Vec<_> = pool.endpoints().iter().map(|e| e.url.clone()).collect();
-                    if now != endpoints {
-                        self.proxy.set_endpoints(version, &endpoints);
-                    }
-                }
-                None => {
-                    let spec = PoolSpec {
-                        endpoints,
-                        ..self.spec.pool_defaults.clone()
-                    };
-                    if let Err(e) = self.proxy.upsert_pool(version, spec) {
-                        tracing::warn!(service = %self.name, %version, error = %e, "cannot create pool");
-                    }
-                }
-            }
+    /// Whether the proxies no longer have a version's pool: the latest
+    /// snapshot lacks it and every connected proxy serves that snapshot
+    /// (or its deadline passed).
+    fn pool_gone(&self, version: &str) -> bool {
+        match &self.published {
+            None => true,
+            Some(p) => !p.snapshot.config.pools.contains_key(version) && p.settled,
         }
     }
 
-    /// Installs the desired route when the proxy's differs; returns the
-    /// `RouteApplied` input to record.
-    fn reconcile_route(&mut self) -> Option<Input> {
-        let desired = self.state.desired_route()?.clone();
-        let wanted = desired.to_spec();
-        let current = self.proxy.route();
-        if current.spec() == Some(&wanted) {
-            return None;
+    /// Publishes a new snapshot when what the proxies should serve has
+    /// changed. It is stored first (with the generation), so generations
+    /// survive a restart and a fenced leader publishes nothing.
+    async fn reconcile_snapshot(&mut self) {
+        let now = unix_ms();
+        if let Some(p) = &mut self.published
+            && !p.settled
+        {
+            let progress = self
+                .fleet
+                .roster(|r| r.progress(&self.name, p.snapshot.generation));
+            p.settled = progress.complete() || now - p.at_ms >= ACK_DEADLINE_MS;
         }
-        let have = |v: &str| self.proxy.pool(v).is_some();
-        if !have(&desired.stable) {
-            return None;
+        let previous = self.published.as_ref().map(|p| &p.snapshot.config);
+        let Composed { config, desired } = self.fleet.roster(|r| {
+            compose(&self.spec, &self.state, &self.running, previous, |v, e| {
+                r.endpoint(&self.name, v, e, now).map(|h| h.available)
+            })
+        });
+        if previous == Some(&config) {
+            return;
         }
-        let spec = if desired.canary.as_deref().is_some_and(|c| !have(c)) {
-            // After a restart the canary may not be back yet: stable takes
-            // everything meanwhile, which is always safe.
-            let stable_only = backout_rollout::DesiredRoute::stable_only(&desired.stable).to_spec();
-            if current.spec() == Some(&stable_only) {
-                return None;
+        let route_changed = previous.map(|p| &p.route) != Some(&config.route);
+        let generation = self.published.as_ref().map_or(0, |p| p.snapshot.generation) + 1;
+        let snapshot = Arc::new(Snapshot {
+            service: self.name.clone(),
+            generation,
+            epoch: self.epoch.clone(),
+            config,
+        });
+        let body = serde_json::to_value(&*snapshot).unwrap_or_default();
+        let (store, name, seq) = (Arc::clone(&self.store), self.snapshot_name(), self.seq);
+        let saved =
+            tokio::task::spawn_blocking(move || store.save_snapshot(&name, seq, &body)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(service = %self.name, error = %e, "cannot store the new snapshot, so it is not published; tried again on the next tick");
+                return;
             }
-            let _ = self.proxy.set_route(stable_only, "controller");
-            return None;
-        } else {
-            wanted
-        };
-        match self.proxy.set_route(spec, "controller") {
-            Ok(applied) => Some(Input::RouteApplied {
-                stable: desired.stable.clone(),
-                canary: desired.canary.clone(),
-                weight_permille: desired.weight.get(),
-                generation: applied.generation,
-                applied_at_ms: (applied.applied_at_unix_us / 1000) as i64,
-            }),
             Err(e) => {
-                tracing::warn!(service = %self.name, error = %e, "cannot install route");
-                None
+                tracing::warn!(service = %self.name, error = %e, "cannot store the new snapshot");
+                return;
             }
+        }
+        self.fleet.publish(Arc::clone(&snapshot));
+        tracing::debug!(service = %self.name, generation, "snapshot published");
+        self.published = Some(Published {
+            snapshot,
+            at_ms: now,
+            settled: self.fleet.roster(|r| r.followers(&self.name)) == 0,
+        });
+        if route_changed {
+            self.pending_route = desired.map(|route| PendingRoute {
+                generation,
+                route,
+                published_ms: now,
+            });
         }
     }
 
+    /// The `RouteApplied` input (and the fact of who serves it) once the
+    /// desired route is served by every connected proxy, or its deadline
+    /// passed.
+    fn route_served(&mut self) -> Option<(Input, NewEvent)> {
+        let pending = self.pending_route.as_ref()?;
+        let now = unix_ms();
+        let progress = self
+            .fleet
+            .roster(|r| r.progress(&self.name, pending.generation));
+        let late = now - pending.published_ms >= ACK_DEADLINE_MS;
+        if !progress.complete() && !late {
+            return None;
+        }
+        let pending = self.pending_route.take()?;
+        let applied_at_ms = if progress.complete() {
+            progress
+                .last_ack_ms
+                .unwrap_or(pending.published_ms)
+                .max(pending.published_ms)
+        } else {
+            now
+        };
+        if !progress.complete() {
+            tracing::warn!(service = %self.name, generation = pending.generation, lagging = ?progress.pending, refused = ?progress.nacked, "proxies did not serve the route change within {ACK_DEADLINE_MS} ms");
+        }
+        let fact = NewEvent::new(
+            &self.name,
+            "fleet.applied",
+            "controller",
+            now,
+            serde_json::json!({
+                "generation": pending.generation,
+                "served_by": progress.acked,
+                "lagging": progress.pending,
+                "refused": progress.nacked,
+                "published_ms": pending.published_ms,
+                "applied_at_ms": applied_at_ms,
+            }),
+        );
+        let input = Input::RouteApplied {
+            stable: pending.route.stable.clone(),
+            canary: pending.route.canary.clone(),
+            weight_permille: pending.route.weight.get(),
+            generation: pending.generation,
+            applied_at_ms,
+        };
+        Some((input, fact))
+    }
+
+    /// Readiness as the proxies report it: a version is as ready as the
+    /// proxy that sees the fewest of its endpoints ready (an open breaker
+    /// counts as none: behind it the canary takes no traffic and cannot be
+    /// judged). Without any fresh report nothing is known and nothing
+    /// changes.
     fn readiness_inputs(&self) -> Vec<Input> {
-        let mono = backout_proxy::clock::mono_ms();
+        let now = unix_ms();
         let mut out = Vec::new();
+        let published = self.published.as_ref().map(|p| &p.snapshot.config.pools);
         for (version, replicas) in &self.state.instances {
-            let (ready, total) = match self.proxy.pool(version) {
-                Some(p) if self.running.contains_key(version) => {
-                    // Ready means able to take traffic: behind an open
-                    // breaker no endpoint is (the proxy sends a canary's
-                    // share to stable meanwhile, so the canary is not
-                    // being judged and must not move on).
-                    let ready = if p.breaker_open(mono) {
-                        0
-                    } else {
-                        p.available_count(mono) as u32
-                    };
-                    (ready, p.endpoints().len() as u32)
+            let in_snapshot = published.is_some_and(|p| p.contains_key(version));
+            let (ready, total) = match self.running.get(version) {
+                Some(instances) if in_snapshot => {
+                    match self.fleet.roster(|r| r.pool(&self.name, version, now)) {
+                        Some(h) => (h.ready.min(instances.len() as u32), instances.len() as u32),
+                        None => continue,
+                    }
                 }
                 _ => (0, *replicas),
             };
@@ -886,6 +1076,56 @@ impl ServiceActor {
             }
         }
         out
+    }
+
+    /// The proxies' windows of `[since_ms, until_ms)`, merged per version,
+    /// in the shape the providers read, with roles from the published
+    /// route.
+    fn fleet_windows(&self, since_ms: i64, until_ms: i64) -> WindowsReport {
+        let now = unix_ms();
+        let route = self
+            .published
+            .as_ref()
+            .and_then(|p| p.snapshot.config.route.clone());
+        let role = |v: &str| match &route {
+            Some(r) if r.stable == v => Role::Stable,
+            Some(r) if r.canary.as_deref() == Some(v) => Role::Canary,
+            _ => Role::Idle,
+        };
+        let (windows, health): (BTreeMap<String, Vec<_>>, BTreeMap<String, _>) =
+            self.fleet.roster(|r| {
+                let windows = r.windows(&self.name, since_ms, until_ms);
+                let health = windows
+                    .keys()
+                    .filter_map(|v| r.pool(&self.name, v, now).map(|h| (v.clone(), h)))
+                    .collect();
+                (windows, health)
+            });
+        WindowsReport {
+            service: self.name.clone(),
+            now_ms: now.max(0) as u64,
+            window_ms: backout_proxy::window::WINDOW_MS,
+            route: route.clone(),
+            generation: self.published.as_ref().map_or(0, |p| p.snapshot.generation),
+            versions: windows
+                .into_iter()
+                .map(|(version, windows)| {
+                    let h = health.get(&version);
+                    VersionWindows {
+                        role: role(&version),
+                        available_endpoints: h.map_or(0, |h| h.ready as usize),
+                        endpoints: h.map_or(0, |h| h.total as usize),
+                        breaker: if h.is_some_and(|h| h.breaker_open) {
+                            BreakerState::Open
+                        } else {
+                            BreakerState::Closed
+                        },
+                        version,
+                        windows,
+                    }
+                })
+                .collect(),
+        }
     }
 
     /// Feeds the judge the windows completed since its last look, and
@@ -920,13 +1160,17 @@ impl ServiceActor {
             return;
         }
         let (step_started, last) = (r.step_started_ms, r.last_verdict.clone());
-        let Some(a) = &mut self.analysis else { return };
-        // One second behind, so the window is complete in the proxy.
+        let Some(since) = self.analysis.as_ref().map(|a| a.fed_until_ms) else {
+            return;
+        };
+        // One second behind, so the window is complete on every proxy and
+        // reported (they report a few times a second).
         let until = now - now.rem_euclid(1000) - 1000;
-        if until <= a.fed_until_ms {
+        if until <= since {
             return;
         }
-        let report = self.proxy.windows(a.fed_until_ms as u64);
+        let report = self.fleet_windows(since, until);
+        let Some(a) = &mut self.analysis else { return };
         let query = WindowQuery {
             service: self.name.clone(),
             since_ms: a.fed_until_ms,
@@ -986,7 +1230,7 @@ impl ServiceActor {
             return;
         };
         let since = switched - switched.rem_euclid(1000) + 1000;
-        let report = self.proxy.windows(since.max(0) as u64);
+        let report = self.fleet_windows(since.max(0), unix_ms());
         let Some(stable) = report.versions.iter().find(|v| v.role == Role::Stable) else {
             return;
         };
@@ -1016,7 +1260,23 @@ impl ServiceActor {
     }
 
     fn publish(&self) {
-        let status = self.proxy.status();
+        let now = unix_ms();
+        let generation = self.published.as_ref().map_or(0, |p| p.snapshot.generation);
+        let (progress, proxies, pools, canary_fallback) = self.fleet.roster(|r| {
+            (
+                r.progress(&self.name, generation),
+                r.members(&self.name),
+                r.sample_pools(&self.name, now),
+                r.canary_fallback(&self.name, now),
+            )
+        });
+        let applied_at_unix_us = match &self.published {
+            Some(p) if progress.complete() => {
+                let at = progress.last_ack_ms.unwrap_or(p.at_ms).max(p.at_ms);
+                (at.max(0) as u64) * 1000
+            }
+            _ => 0,
+        };
         let view = ServiceView {
             name: self.name.clone(),
             seq: self.seq,
@@ -1030,11 +1290,16 @@ impl ServiceActor {
                 .filter(|(id, _)| self.state.rollout.as_ref().is_none_or(|r| r.id == *id))
                 .map(|(_, d)| d.clone()),
             proxy: ProxyView {
-                route: status.route,
-                generation: status.generation,
-                applied_at_unix_us: status.applied_at_unix_us,
-                canary_fallback: status.canary_fallback,
-                pools: status.pools,
+                route: self
+                    .published
+                    .as_ref()
+                    .and_then(|p| p.snapshot.config.route.clone()),
+                generation,
+                applied_at_unix_us,
+                canary_fallback,
+                pools,
+                proxies,
+                progress,
             },
             instances: self.running.clone(),
             mttr: MttrSummary::of(&self.state.rollbacks),
