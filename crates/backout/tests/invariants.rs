@@ -14,6 +14,7 @@ const PURE: &[&str] = &[
     "backout-sim",
     "backout-gates",
     "backout-rollout",
+    "backout-fleet",
 ];
 
 /// Packages whose presence means I/O or an async runtime.

@@ -417,7 +417,7 @@ impl Follower {
                     } else {
                         tracing::warn!("{e}; serving the last snapshots meanwhile");
                     }
-                    if next % self.config.links.len().max(1) != 0 {
+                    if !next.is_multiple_of(self.config.links.len().max(1)) {
                         // Other control planes are left to try now.
                         Duration::ZERO
                     } else if refused {

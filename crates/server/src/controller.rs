@@ -224,10 +224,10 @@ pub async fn epoch(store: &Arc<dyn Store>) -> Result<String, ControllerError> {
     const NAME: &str = "@fleet";
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || {
-        if let Some(s) = store.latest_snapshot(NAME)? {
-            if let Some(e) = s.body["epoch"].as_str() {
-                return Ok(e.to_string());
-            }
+        if let Some(s) = store.latest_snapshot(NAME)?
+            && let Some(e) = s.body["epoch"].as_str()
+        {
+            return Ok(e.to_string());
         }
         let epoch = format!("{:x}-{:016x}", clock::unix_ms(), fastrand::u64(..));
         let seq = store.last_seq()?;

@@ -434,6 +434,7 @@ impl Notification {
         "soak_failed",
         "soak_interrupted",
         "step",
+        "weight",
     ];
 }
 
