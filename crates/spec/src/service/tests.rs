@@ -72,7 +72,7 @@ fn error_messages() {
     let with = |extra: &str| format!("name: web\n{POOLS}{extra}");
     insta::assert_snapshot!(check_error(""), @"svc.yaml:1:1: unexpected end of input");
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: [http://a:1]}}\n"), @"svc.yaml:2:8: route: a service with `pools` needs a `route` between them (hint: e.g. `route: {stable: v1}`)");
-    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, probes, breaker, bulkhead, outlier, pools, route, strategy, analysis, rollback, history, gates, notifications, driver");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, trusted_proxies, probes, breaker, bulkhead, outlier, pools, route, strategy, analysis, rollback, history, gates, notifications, driver");
     insta::assert_snapshot!(check_error(&with("route: {stable: v3}\n")), @r#"svc.yaml:7:17: route.stable: unknown pool "v3"; known pools: v1, v2"#);
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 101}\n")), @"svc.yaml:7:48: route.canary_weight: weight must be between 0 and 100 percent; got 101");
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 1.25}\n")), @"svc.yaml:7:48: route.canary_weight: weight has a resolution of 0.1 percent; got 1.25 (use e.g. 1.3)");
