@@ -86,7 +86,16 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `backout check`'s exit statuses are verdicts, and clap's 2 for a
+        // usage mistake would read as `unsafe`; 3 is check's "could not run".
+        Err(e) if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("check") => {
+            let _ = e.print();
+            return std::process::ExitCode::from(3);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Version => cmd::version::run(),
         Command::Demo(a) => cmd::demo::run(a),

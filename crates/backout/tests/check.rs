@@ -1,8 +1,11 @@
 //! `backout check migrations|api` as a user runs it: the real binary over
 //! the migration directories and contract pairs committed in
-//! `crates/gates/tests/cases`, every output kept as a snapshot. Each case
-//! is named for what it shows; `expand-only` and `shop-additive` are the
-//! compatible twins of `contract-too-early` and `shop-breaking`.
+//! `crates/gates/tests/cases`, every output kept as a snapshot in
+//! `snapshots/check__*.snap`. Each case is named for what it shows;
+//! `expand-only` and `shop-additive` are the compatible twins of
+//! `contract-too-early` and `shop-breaking`. A changed output fails the
+//! test; `INSTA_UPDATE=always cargo test -p backout --test check` writes
+//! the new outputs as the expected ones (review them with `git diff`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +66,62 @@ fn migrations() {
             format!("migrations-{name}"),
             format!("exit {code}\n{stdout}")
         );
+    }
+}
+
+/// The keys `-o json` promises, no more and no fewer.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+#[test]
+fn every_migration_case_as_json_has_the_promised_shape() {
+    for name in dirs("migrations") {
+        let dir = format!("migrations/{name}");
+        let dialect = if name.starts_with("mysql") {
+            "mysql"
+        } else {
+            "postgres"
+        };
+        let (code, stdout, _) = backout(&[
+            "check",
+            "migrations",
+            &dir,
+            "--dialect",
+            dialect,
+            "-o",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(keys(&v), ["findings", "verdict"], "{name}");
+        let (text_code, _, _) = backout(&["check", "migrations", &dir, "--dialect", dialect]);
+        assert_eq!(code, text_code, "{name}");
+        for f in v["findings"].as_array().expect("findings") {
+            assert_eq!(
+                keys(f),
+                [
+                    "class",
+                    "column",
+                    "file",
+                    "line",
+                    "message",
+                    "rule",
+                    "statement"
+                ],
+                "{name}: {f}"
+            );
+            assert!(f["line"].as_u64().is_some_and(|l| l >= 1), "{f}");
+            assert!(f["column"].as_u64().is_some_and(|c| c >= 1), "{f}");
+            assert!(
+                ["unsafe", "risky", "hygiene"].contains(&f["class"].as_str().unwrap_or("")),
+                "{f}"
+            );
+        }
     }
 }
 
@@ -131,12 +190,19 @@ fn api_pairs() {
             other => panic!("{name}: {other:?}"),
         };
         assert_eq!(code, want, "{name}");
+        assert_eq!(keys(&v), ["changes", "verdict"], "{name}");
         for c in v["changes"].as_array().expect("changes") {
-            for key in ["pointer", "direction", "class", "message"] {
-                assert!(!c[key].is_null(), "{key} missing in {c}");
-            }
+            assert_eq!(
+                keys(c),
+                ["class", "direction", "message", "pointer"],
+                "{name}: {c}"
+            );
+            // A JSON pointer: empty (the whole document) or `/`-separated.
+            let p = c["pointer"].as_str().expect("pointer");
+            assert!(p.is_empty() || p.starts_with('/'), "{p}");
         }
         insta::assert_snapshot!(format!("api-{name}"), format!("exit {code}\n{stdout}"));
+        insta::assert_json_snapshot!(format!("api-{name}-json"), v);
     }
 }
 
@@ -164,6 +230,12 @@ fn unreadable_input_is_an_error_that_says_where() {
         "--dialect",
         "oracle",
     ]);
-    assert_eq!(code, 2, "a usage error");
+    // A usage mistake is "could not run", not 2, which means unsafe.
+    assert_eq!(code, 3, "a usage error: {stderr}");
     assert!(stderr.contains("postgres or mysql"), "{stderr}");
+    let (code, _, stderr) = backout(&["check", "migrations", "--no-such-flag", "x"]);
+    assert_eq!(code, 3, "{stderr}");
+    let (code, stdout, _) = backout(&["check", "migrations", "--help"]);
+    assert_eq!(code, 0, "help is no error");
+    assert!(stdout.contains("--dialect"), "{stdout}");
 }

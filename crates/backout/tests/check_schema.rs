@@ -32,7 +32,8 @@ fn server() -> Option<String> {
 }
 
 /// A service whose driver runs the demo app against `{config.database_url}`,
-/// reading `orders.note`, ready when `/ready` says so.
+/// reading the columns its artifact names (`orders.note` for v1), ready
+/// when `/ready` says so.
 fn spec(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("shop.yaml");
     let yaml = format!(
@@ -41,7 +42,7 @@ probes:
   readiness: {{path: /ready, period: 1s, timeout: 500ms}}
 driver:
   process:
-    command: ["{BIN}", demo-app, --port, "{{port}}", --version, "{{version}}", --database-url, "{{config.database_url}}", --reads, orders.note]
+    command: ["{BIN}", demo-app, --port, "{{port}}", --version, "{{version}}", --database-url, "{{config.database_url}}", --reads, "{{artifact}}"]
     stop_timeout: 5s
 "#
     );
@@ -66,7 +67,7 @@ fn check(url: &str, spec: &Path, db: &Path) -> (i32, serde_json::Value, String) 
     let out = Command::new(BIN)
         .args(["check", "schema", "--postgres", url, "--migrations"])
         .arg(db)
-        .args(["--against", "v1", "-f"])
+        .args(["--against", "v1", "--artifact", "orders.note", "-f"])
         .arg(spec)
         .args(["--timeout", "5s", "-o", "json"])
         .output()

@@ -149,8 +149,44 @@ pub(crate) struct Hit {
     pub message: String,
 }
 
+/// A migration file that is not UTF-8 text, as a finding at its first
+/// invalid byte: the parsers read text, and guessing an encoding could
+/// change what a statement says. Callers pass it to [`check_with`] (with
+/// the file in the set, its text empty) so the other files are still
+/// checked.
+pub fn not_text(name: &str, bytes: &[u8]) -> Finding {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    let prefix = String::from_utf8_lossy(&bytes[..valid]);
+    let (line, column) = LineIndex::new(&prefix).locate(valid);
+    Finding {
+        file: name.to_string(),
+        line,
+        column,
+        rule: "not_text".into(),
+        class: Class::Unsafe,
+        message: format!(
+            "the file is not UTF-8 text (byte 0x{:02x} here, at offset {valid}, is not), so its statements cannot be checked; save it as UTF-8 and run the check again",
+            bytes.get(valid).copied().unwrap_or_default()
+        ),
+        statement: String::new(),
+    }
+}
+
 /// Checks a migration set, files in the order given.
 pub fn check(files: &[MigrationFile], dialect: Dialect) -> MigrationReport {
+    check_with(files, dialect, Vec::new())
+}
+
+/// [`check`], with findings the caller made about the files (such as
+/// [`not_text`]) merged in file order.
+pub fn check_with(
+    files: &[MigrationFile],
+    dialect: Dialect,
+    mut findings: Vec<Finding>,
+) -> MigrationReport {
     let mut stmts = Vec::new();
     let mut problems = Vec::new();
     for (i, f) in files.iter().enumerate() {
@@ -163,7 +199,6 @@ pub fn check(files: &[MigrationFile], dialect: Dialect) -> MigrationReport {
     }
     let ctx = Context::new(dialect, stmts);
     let indexes: Vec<LineIndex<'_>> = files.iter().map(|f| LineIndex::new(&f.sql)).collect();
-    let mut findings = Vec::new();
     for p in problems {
         let (line, column) = indexes.get(p.file).map_or((1, 1), |x| x.locate(p.offset));
         let file = files.get(p.file);
@@ -391,6 +426,29 @@ mod tests {
                 "{dialect}: {report:#?}"
             );
         }
+    }
+
+    #[test]
+    fn a_file_that_is_not_text_is_reported_and_the_others_are_still_checked() {
+        let bytes = b"SELECT 1;\nSELECT '\xff';\n";
+        let report = check_with(
+            &[
+                file("1.sql", ""),
+                file("2.sql", "SET lock_timeout = '2s'; TRUNCATE t;"),
+            ],
+            Dialect::Postgres,
+            vec![not_text("1.sql", bytes)],
+        );
+        let rules: Vec<(&str, &str, u32, u32)> = report
+            .findings
+            .iter()
+            .map(|f| (f.file.as_str(), f.rule.as_str(), f.line, f.column))
+            .collect();
+        assert_eq!(
+            rules,
+            [("1.sql", "not_text", 2, 9), ("2.sql", "truncate", 1, 26)]
+        );
+        assert_eq!(report.verdict, Verdict::Unsafe);
     }
 
     #[test]

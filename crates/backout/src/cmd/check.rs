@@ -3,13 +3,15 @@
 //! prints.
 //!
 //! Exit status: 0 safe, 1 risky or hygiene, 2 unsafe, 3 when the check could
-//! not run (a path that cannot be read, a document that is not one).
+//! not run (a path that cannot be read, a document that is not one, a
+//! mistake on the command line: `main.rs` keeps clap's 2, which would read
+//! as unsafe, away from `check`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use backout_gates::api::{self, ApiReport, Document};
-use backout_gates::migrations::{self, Dialect, MigrationFile, MigrationReport};
+use backout_gates::migrations::{self, Dialect, Finding, MigrationFile, MigrationReport};
 use backout_gates::{Class, Verdict};
 use clap::{Subcommand, ValueEnum};
 
@@ -21,7 +23,8 @@ pub enum Command {
     ///
     /// Each PATH is a `.sql` file or a directory of them; a directory's
     /// files are applied in name order. Exit status: 0 safe, 1 risky or
-    /// hygiene findings, 2 unsafe findings, 3 when a path cannot be read.
+    /// hygiene findings, 2 unsafe findings, 3 when a path cannot be read
+    /// or the command line is wrong.
     Migrations {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -68,16 +71,18 @@ pub fn run(command: Command) -> miette::Result<ExitCode> {
             dialect,
             since,
             output,
-        } => Ok(match read_migrations(&paths) {
-            Ok(mut files) => {
+        } => Ok(match read_migration_set(&paths) {
+            Ok((mut files, mut unreadable)) => {
                 if let Some(since) = &since {
-                    files.retain(|f| {
-                        Path::new(&f.name)
+                    let new = |name: &str| {
+                        Path::new(name)
                             .file_name()
                             .is_some_and(|n| n.to_string_lossy().as_ref() >= since.as_str())
-                    });
+                    };
+                    files.retain(|f| new(&f.name));
+                    unreadable.retain(|f| new(&f.file));
                 }
-                let report = migrations::check(&files, dialect);
+                let report = migrations::check_with(&files, dialect, unreadable);
                 print_migrations(&report, output);
                 exit(report.verdict)
             }
@@ -112,9 +117,21 @@ fn could_not(message: &str) -> ExitCode {
 }
 
 /// Reads every path: a file as it is, a directory's `.sql` files in name
-/// order.
+/// order. Every file must be UTF-8 text.
 pub(crate) fn read_migrations(paths: &[PathBuf]) -> Result<Vec<MigrationFile>, String> {
+    let (files, unreadable) = read_migration_set(paths)?;
+    match unreadable.first() {
+        Some(f) => Err(format!("{}:{}:{}: {}", f.file, f.line, f.column, f.message)),
+        None => Ok(files),
+    }
+}
+
+/// [`read_migrations`] for `check migrations`: a file that is not UTF-8
+/// text stays in the set with no text and comes back as a finding, so the
+/// other files are still checked.
+fn read_migration_set(paths: &[PathBuf]) -> Result<(Vec<MigrationFile>, Vec<Finding>), String> {
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     for p in paths {
         let meta =
             std::fs::metadata(p).map_err(|e| format!("{}: cannot read it: {e}", p.display()))?;
@@ -137,15 +154,17 @@ pub(crate) fn read_migrations(paths: &[PathBuf]) -> Result<Vec<MigrationFile>, S
             vec![p.clone()]
         };
         for f in list.drain(..) {
-            let sql = std::fs::read_to_string(&f)
-                .map_err(|e| format!("{}: cannot read it as UTF-8 text: {e}", f.display()))?;
-            files.push(MigrationFile {
-                name: f.display().to_string(),
-                sql,
+            let bytes =
+                std::fs::read(&f).map_err(|e| format!("{}: cannot read it: {e}", f.display()))?;
+            let name = f.display().to_string();
+            let sql = String::from_utf8(bytes).unwrap_or_else(|e| {
+                unreadable.push(migrations::not_text(&name, e.as_bytes()));
+                String::new()
             });
+            files.push(MigrationFile { name, sql });
         }
     }
-    Ok(files)
+    Ok((files, unreadable))
 }
 
 fn counts(classes: impl Iterator<Item = Class>) -> String {
@@ -172,7 +191,9 @@ fn print_migrations(report: &MigrationReport, output: Output) {
                     "{}:{}:{}: {} [{}] {}",
                     f.file, f.line, f.column, f.class, f.rule, f.message
                 );
-                println!("    {}", f.statement);
+                if !f.statement.is_empty() {
+                    println!("    {}", f.statement);
+                }
             }
             println!(
                 "verdict: {} ({})",

@@ -153,6 +153,11 @@ pub(crate) struct Flow {
     pub reader_is_new: bool,
 }
 
+/// The verb for `who`: "N-1's server refuses", "N's clients refuse".
+fn agree<'s>(who: &str, singular: &'s str, plural: &'s str) -> &'s str {
+    if who.ends_with('s') { plural } else { singular }
+}
+
 impl Flow {
     /// The pointer into the new document.
     fn at(&self, writer: &Side<'_>, reader: &Side<'_>) -> String {
@@ -218,8 +223,10 @@ fn walk(
                 at.clone(),
                 Class::Unsafe,
                 format!(
-                    "not understood: {what} {place} uses `{key}`, which changed; check by hand that what {} write is still read by {}",
-                    flow.writer, flow.reader
+                    "not understood: {what} {place} uses `{key}`, which changed; check by hand that what {} {} is still read by {}",
+                    flow.writer,
+                    agree(flow.writer, "writes", "write"),
+                    flow.reader
                 ),
             );
             return;
@@ -236,8 +243,9 @@ fn walk(
         if !refused.is_empty() {
             let message = if refused == ["null"] {
                 format!(
-                    "{what} {place} may now be null, which {} does not allow; keep it non-null, or ship readers that accept null a release before writers send it",
-                    flow.reader
+                    "{what} {place} may now be null, which {} {} not allow; keep it non-null, or ship readers that accept null a release before writers send it",
+                    flow.reader,
+                    agree(flow.reader, "does", "do")
                 )
             } else {
                 format!(
@@ -268,8 +276,9 @@ fn walk(
                 (
                     Class::Unsafe,
                     format!(
-                        "{} refuse unknown values; add the value to readers a release before writers use it",
-                        flow.reader
+                        "{} {} unknown values; add the value to readers a release before writers use it",
+                        flow.reader,
+                        agree(flow.reader, "refuses", "refuse")
                     ),
                 )
             } else {

@@ -5,7 +5,7 @@
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, ObjectName,
-    ObjectType, Set, Statement, TableConstraint,
+    ObjectType, RenameTableNameKind, Set, Statement, TableConstraint,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -114,9 +114,12 @@ fn is_trivia(t: &Token) -> bool {
     )
 }
 
+/// sqlparser is not MySQL's own parser, so a statement it refuses may be
+/// valid MySQL that it does not know (`PARTITION BY` in `ALTER TABLE`):
+/// the message says both.
 fn our_words(parser: &str) -> String {
     format!(
-        "the MySQL parser cannot read this statement ({parser}); fix the statement (or pass --dialect postgres if it is PostgreSQL) and run the check again"
+        "the MySQL parser cannot read this statement ({parser}); fix it if it is wrong (or pass --dialect postgres if it is PostgreSQL); if MySQL runs it as written, the checks do not know the construct, so check by hand what it does to a rollback"
     )
 }
 
@@ -167,14 +170,21 @@ fn kind(s: &Statement, index: &LineIndex<'_>) -> Kind {
                 derived: c.query.is_some() || c.like.is_some() || c.clone.is_some(),
             }
         }
-        Statement::AlterTable(a) => Kind::AlterTable {
-            table: name(&a.name),
-            if_exists: a.if_exists,
-            actions: a
-                .operations
-                .iter()
-                .flat_map(|o| actions(o, index))
-                .collect(),
+        Statement::AlterTable(a) => match a.operations.as_slice() {
+            // `ALTER TABLE t RENAME TO u` alone is the same rename as
+            // `RENAME TABLE t TO u`.
+            [AlterTableOperation::RenameTable { table_name }] => {
+                let (RenameTableNameKind::To(to) | RenameTableNameKind::As(to)) = table_name;
+                Kind::RenameTable {
+                    from: name(&a.name),
+                    to: name(to),
+                }
+            }
+            operations => Kind::AlterTable {
+                table: name(&a.name),
+                if_exists: a.if_exists,
+                actions: operations.iter().flat_map(|o| actions(o, index)).collect(),
+            },
         },
         Statement::RenameTable(renames) => match renames.first() {
             Some(r) if renames.len() == 1 => Kind::RenameTable {
@@ -442,8 +452,10 @@ fn actions(op: &AlterTableOperation, index: &LineIndex<'_>) -> Vec<Action> {
         | AlterTableOperation::Algorithm { .. }
         | AlterTableOperation::Lock { .. }
         | AlterTableOperation::AutoIncrement { .. } => vec![Action::Harmless],
+        // Alone it is a `RenameTable` (see `kind`); among other actions
+        // the checks would lose track of which name the others use.
         AlterTableOperation::RenameTable { .. } => vec![Action::NotUnderstood(
-            "ALTER TABLE … RENAME TO: old code still uses the old name; see the rename_table rule"
+            "ALTER TABLE … RENAME TO among other actions: old code still uses the old name; rename in a statement of its own (and see the rename_table rule)"
                 .into(),
         )],
         other => vec![Action::NotUnderstood(format!("ALTER TABLE action {other}"))],

@@ -35,6 +35,10 @@ pub struct Args {
     /// would go back to.
     #[arg(long, value_name = "VERSION")]
     against: String,
+    /// VERSION's artifact, as it was registered (`backout release
+    /// --artifact`): `{artifact}` in the driver's command.
+    #[arg(long)]
+    artifact: Option<String>,
     /// The service file whose driver starts the release and whose
     /// readiness probe decides.
     #[arg(short = 'f', long = "file", value_name = "SPEC")]
@@ -218,6 +222,7 @@ fn run_against(
         );
         let mut req = DeployRequest::new(&spec.name, &a.against, 1);
         req.config = config;
+        req.artifact = a.artifact.clone();
         let instances = match drv.deploy(&req).await {
             Ok(i) => i,
             Err(e) => {

@@ -23,9 +23,46 @@ fn is_float(type_name: &str) -> bool {
     FLOATS.contains(&type_name.trim())
 }
 
+/// Words that make a money word name a ratio instead (`tax_rate`,
+/// `discount_pct`): a ratio in a float is no accounting error.
+const RATIO: &[&str] = &["rate", "ratio", "pct", "percent", "percentage", "factor"];
+
+/// The words of a column name: split at `_`, `-`, digits and camelCase
+/// humps, lower case (`unitPrice2` → `unit`, `price`).
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for ch in name.chars() {
+        if !ch.is_alphabetic() {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if ch.is_uppercase() && prev_lower && !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        prev_lower = ch.is_lowercase();
+        word.extend(ch.to_lowercase());
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// Whether a column name says money: one of its words is a money word
+/// (or its plural), and none says ratio. Whole words, so `coffee_count`
+/// and `feedback` are not fees.
 fn money(name: &str) -> bool {
-    let lower = name.to_lowercase();
-    MONEY.iter().any(|w| lower.contains(w))
+    let words = words(name);
+    let is = |w: &str, list: &[&str]| {
+        list.iter()
+            .any(|m| w == *m || w.strip_suffix('s') == Some(m) || w.strip_suffix("es") == Some(m))
+    };
+    words.iter().any(|w| is(w, MONEY)) && !words.iter().any(|w| is(w, RATIO))
 }
 
 fn hit(stmt: usize, at: Option<usize>, table: &str, column: &str, type_name: &str) -> Hit {
@@ -109,5 +146,38 @@ mod tests {
             Dialect::Mysql,
             "CREATE TABLE items (id int PRIMARY KEY, total_amount DECIMAL(12,2) NOT NULL);",
         );
+    }
+
+    #[test]
+    fn money_is_a_whole_word_and_not_a_ratio() {
+        found(
+            "float_money",
+            Class::Hygiene,
+            "ALTER TABLE orders ADD COLUMN \"unitPrice\" real NOT NULL DEFAULT 0;",
+        );
+        found(
+            "float_money",
+            Class::Hygiene,
+            "ALTER TABLE orders ADD COLUMN fees2 float8 NOT NULL DEFAULT 0;",
+        );
+        for name in [
+            "coffee_count",
+            "feedback_score",
+            "tax_rate",
+            "discount_pct",
+            "totally",
+        ] {
+            clean(
+                "float_money",
+                &format!("ALTER TABLE orders ADD COLUMN {name} float8 NOT NULL DEFAULT 0;"),
+            );
+        }
+    }
+
+    #[test]
+    fn words_of_a_name() {
+        assert_eq!(super::words("unitPrice2_total"), ["unit", "price", "total"]);
+        assert_eq!(super::words("HTTPStatus"), ["httpstatus"]);
+        assert_eq!(super::words("shipping-fee"), ["shipping", "fee"]);
     }
 }

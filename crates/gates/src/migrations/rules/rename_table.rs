@@ -41,6 +41,12 @@ mod tests {
             Class::Unsafe,
             "RENAME TABLE orders TO purchases;",
         );
+        found_in(
+            "rename_table",
+            Dialect::Mysql,
+            Class::Unsafe,
+            "ALTER TABLE orders RENAME TO purchases;",
+        );
         clean(
             "rename_table",
             "CREATE VIEW purchases AS SELECT * FROM orders;",

@@ -2,6 +2,7 @@ SET lock_timeout = '2s';
 CREATE TABLE IF NOT EXISTS invoices (
     number text NOT NULL,
     amount double precision NOT NULL,
+    shipping_fee real NOT NULL,
     tax_rate real NOT NULL,
     paid_at timestamptz
 );

@@ -1,0 +1,6 @@
+SET SESSION lock_wait_timeout = 2;
+ALTER TABLE orders ADD COLUMN region VARCHAR(20) NOT NULL DEFAULT 'eu' COMMENT 'where it ships';
+ALTER TABLE orders DROP COLUM note;
+LOCK TABLES orders WRITE;
+ALTER TABLE orders PARTITION BY HASH(id) PARTITIONS 4;
+ALTER TABLE orders RENAME TO orders_v1;
