@@ -16,6 +16,27 @@ fn hit(stmt: usize, what: String, fix: &str) -> Hit {
     }
 }
 
+/// Whether an earlier statement of the same file drops constraint `name`
+/// of `table` with `IF EXISTS`: PostgreSQL has no `ADD CONSTRAINT IF NOT
+/// EXISTS`, and that is how a re-run stays possible.
+fn dropped_first(ctx: &Context, i: usize, table: &str, name: &str) -> bool {
+    let Some(file) = ctx.stmts.get(i).map(|s| s.file) else {
+        return false;
+    };
+    ctx.stmts[..i]
+        .iter()
+        .filter(|s| s.file == file)
+        .any(|s| match &s.kind {
+            Kind::AlterTable {
+                table: t, actions, ..
+            } if t.eq_ignore_ascii_case(table) => actions.iter().any(|a| {
+                matches!(a, Action::DropConstraint { name: n, if_exists: true }
+                    if n.eq_ignore_ascii_case(name))
+            }),
+            _ => false,
+        })
+}
+
 pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
     let mut out = Vec::new();
     for (i, s) in ctx.stmts.iter().enumerate() {
@@ -73,6 +94,15 @@ pub(crate) fn check(ctx: &Context) -> Vec<Hit> {
                             format!("DROP CONSTRAINT {name}"),
                             "DROP CONSTRAINT IF EXISTS",
                         )),
+                        Action::AddConstraint {
+                            name: Some(name), ..
+                        } if !dropped_first(ctx, i, table, name) => out.push(hit(
+                            i,
+                            format!("ADD CONSTRAINT {name}"),
+                            &format!(
+                                "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}; before it (there is no ADD CONSTRAINT IF NOT EXISTS)"
+                            ),
+                        )),
                         _ => {}
                     }
                 }
@@ -123,6 +153,15 @@ mod tests {
         clean(
             "not_idempotent",
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON orders (a);",
+        );
+        found(
+            "not_idempotent",
+            Class::Risky,
+            "ALTER TABLE orders ADD CONSTRAINT pos CHECK (n > 0) NOT VALID;",
+        );
+        clean(
+            "not_idempotent",
+            "ALTER TABLE orders DROP CONSTRAINT IF EXISTS pos;\nALTER TABLE orders ADD CONSTRAINT pos CHECK (n > 0) NOT VALID;",
         );
         clean_in(
             "not_idempotent",
