@@ -54,6 +54,10 @@ pub struct ServiceSettings {
     /// Proxies in front whose forwarding headers are kept.
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where each proxy finds the service's certificate and key: paths on
+    /// the proxy's machine, never the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<backout_spec::TlsSpec>,
 }
 
 /// One version's pool.
@@ -97,6 +101,7 @@ impl ServiceSettings {
             version_header: spec.version_header.clone(),
             timeouts: spec.timeouts,
             trusted_proxies: spec.trusted_proxies.clone(),
+            tls: spec.tls.clone(),
         }
     }
 }
@@ -158,6 +163,7 @@ impl Snapshot {
             version_header: s.version_header.clone(),
             timeouts: s.timeouts,
             trusted_proxies: s.trusted_proxies.clone(),
+            tls: s.tls.clone(),
             pools: BTreeMap::new(),
             route: None,
             pool_defaults: PoolSpec::new(Vec::new()),
@@ -273,6 +279,7 @@ mod tests {
                     version_header: None,
                     timeouts: TimeoutsSpec::default(),
                     trusted_proxies: Vec::new(),
+                    tls: None,
                 },
                 pools: BTreeMap::from([
                     ("v1".into(), pool("http://127.0.0.1:9001")),

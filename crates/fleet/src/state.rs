@@ -115,6 +115,7 @@ mod tests {
                     version_header: Some("x-version".into()),
                     timeouts: backout_spec::TimeoutsSpec::default(),
                     trusted_proxies: Vec::new(),
+                    tls: None,
                 },
                 pools: BTreeMap::new(),
                 route: None,

@@ -29,6 +29,22 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A server configuration with backout's crypto and protocol versions, no
+/// client certificates, the certificates `resolver` picks (one per
+/// listener, or one per SNI name) and the ALPN protocols offered.
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, String> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 /// Reads a certificate chain and its key; the error names the file and
 /// what is wrong with it.
 pub fn load(files: &TlsFiles) -> Result<CertifiedKey, String> {
@@ -118,13 +134,20 @@ impl Reloading {
     /// The rustls configuration of a listener serving this certificate
     /// over HTTP/1.1.
     pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, String> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
+        server_config(
+            Arc::clone(self) as Arc<dyn ResolvesServerCert>,
+            &[b"http/1.1"],
+        )
+    }
+
+    /// The certificate served now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// The files it is read from.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
     }
 
     /// Checks the files every [`RELOAD_INTERVAL`] until dropped.

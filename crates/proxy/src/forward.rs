@@ -41,13 +41,28 @@ pub(crate) struct Peer {
     /// `addr`'s IP as text. Formatting an address costs more than the rest
     /// of the header rewriting, so it is done once per connection.
     ip: HeaderValue,
+    /// Set when the client connected over TLS.
+    pub(crate) tls: Option<TlsConn>,
+}
+
+/// What a TLS connection was set up with.
+#[derive(Debug)]
+pub(crate) struct TlsConn {
+    /// The files of the certificate the handshake served (by SNI, or the
+    /// default).
+    pub(crate) served: Option<backout_listen::TlsFiles>,
 }
 
 impl Peer {
-    pub(crate) fn new(index: SharedIndex, addr: SocketAddr) -> Self {
+    pub(crate) fn new(index: SharedIndex, addr: SocketAddr, tls: Option<TlsConn>) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { index, addr, ip }
+        Peer {
+            index,
+            addr,
+            ip,
+            tls,
+        }
     }
 }
 
@@ -66,7 +81,58 @@ pub(crate) async fn handle(
         );
         return Ok(local(StatusCode::NOT_FOUND, "no-service", msg));
     };
+    if let Some(refused) = wrong_channel(&service, &req, &peer) {
+        return Ok(refused);
+    }
     Ok(forward(&service, req, &peer).await)
+}
+
+/// A request that must not be served on this connection. Plain HTTP for a
+/// service with a certificate is redirected to HTTPS (308 keeps the
+/// method and body), unless it comes from a trusted proxy, which has
+/// terminated TLS itself. Over TLS, a request for a service whose
+/// certificate is not the one this connection was set up with is answered
+/// 421 (RFC 9110 §15.5.20): the client then opens a connection for that
+/// name, which gets the right certificate, and one service's certificate
+/// cannot carry requests for another (domain fronting).
+fn wrong_channel<B>(
+    service: &Service,
+    req: &Request<B>,
+    peer: &Peer,
+) -> Option<Response<ResponseBody>> {
+    let own = service.tls.as_ref()?;
+    match &peer.tls {
+        Some(conn) if conn.served.as_ref() == Some(own.files()) => None,
+        Some(_) => Some(local(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            format!(
+                "backout: this connection's certificate is not {}'s; connect again with the request's host name as the TLS server name\n",
+                service.name
+            ),
+        )),
+        None if trusts(&service.spec.trusted_proxies, peer.addr.ip()) => None,
+        None => {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or("/", http::uri::PathAndQuery::as_str);
+            let location = request_host_value(req.uri(), req.headers())
+                .and_then(|h| h.to_str().ok().map(|h| format!("https://{h}{target}")))
+                .and_then(|l| HeaderValue::from_str(&l).ok());
+            let body = format!("backout: {} is served over HTTPS only\n", service.name);
+            // Never forwarded in the clear, even when no redirect can be
+            // formed (no Host).
+            Some(match location {
+                Some(l) => {
+                    let mut resp = local(StatusCode::PERMANENT_REDIRECT, "https-only", body);
+                    resp.headers_mut().insert(header::LOCATION, l);
+                    resp
+                }
+                None => local(StatusCode::BAD_REQUEST, "https-only", body),
+            })
+        }
+    }
 }
 
 /// Makes the request's `Host` header its target's authority when the
@@ -185,6 +251,7 @@ async fn forward(
         &peer.ip,
         original_host.as_ref(),
         trusted,
+        peer.tls.is_some(),
     );
     let uri = match upstream_uri(service, &parts.uri) {
         Ok(u) => u,
@@ -512,10 +579,12 @@ fn add_forwarded(
     client_ip: &HeaderValue,
     host: Option<&HeaderValue>,
     trusted: bool,
+    tls: bool,
 ) {
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
     if !trusted {
         headers.insert(&X_FORWARDED_FOR, client_ip.clone());
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(&X_FORWARDED_PROTO, proto);
         match host {
             Some(v) => {
                 headers.insert(&X_FORWARDED_HOST, v.clone());
@@ -545,9 +614,7 @@ fn add_forwarded(
         }
     }
     // Keep a scheme set by a TLS terminator in front of us.
-    headers
-        .entry(&X_FORWARDED_PROTO)
-        .or_insert_with(|| HeaderValue::from_static("http"));
+    headers.entry(&X_FORWARDED_PROTO).or_insert(proto);
     if let Some(v) = host {
         headers
             .entry(&X_FORWARDED_HOST)
@@ -661,7 +728,7 @@ mod tests {
         let client = HeaderValue::from_static("10.0.0.7");
         let host = HeaderValue::from_static("shop.example:8080");
         let mut h = headers(&[]);
-        add_forwarded(&mut h, &client, Some(&host), false);
+        add_forwarded(&mut h, &client, Some(&host), false, false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example:8080");
@@ -673,13 +740,13 @@ mod tests {
         ];
         // From a trusted proxy in front: its values stand.
         let mut h = headers(&claimed);
-        add_forwarded(&mut h, &client, Some(&host), true);
+        add_forwarded(&mut h, &client, Some(&host), true, false);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "admin.example");
         // From a client: replaced.
         let mut h = headers(&claimed);
-        add_forwarded(&mut h, &client, Some(&host), false);
+        add_forwarded(&mut h, &client, Some(&host), false, false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example:8080");

@@ -28,6 +28,7 @@ mod prober;
 pub mod registry;
 pub mod router;
 pub mod service;
+mod tls;
 mod upstream;
 pub mod window;
 pub mod worker;
@@ -69,6 +70,9 @@ pub struct ProxyConfig {
     /// [`RunningProxy::open`]: clients wait in the kernel's backlog instead
     /// of getting a 503 while there is no configuration yet.
     pub wait_for_config: bool,
+    /// The data plane's certificate for TLS clients whose SNI names no
+    /// service with `tls:` (or who send none).
+    pub default_tls: Option<backout_listen::TlsFiles>,
 }
 
 impl Default for ProxyConfig {
@@ -82,6 +86,7 @@ impl Default for ProxyConfig {
             drain_timeout: Duration::from_secs(30),
             workers: 0,
             wait_for_config: false,
+            default_tls: None,
         }
     }
 }
@@ -90,6 +95,10 @@ impl Default for ProxyConfig {
 pub enum ProxyError {
     #[error("service {service:?}: route: {source}")]
     Route { service: String, source: RouteError },
+    #[error("service {service:?}: tls: {message}")]
+    Tls { service: String, message: String },
+    #[error("the default certificate (--default-tls-cert, --default-tls-key): {0}")]
+    DefaultTls(String),
     #[error("service {0:?} has no listen address; set `listen:` in its file or pass --listen")]
     NoListener(String),
     #[error(
@@ -166,16 +175,23 @@ impl RunningProxy {
             addrs.insert(addr);
         }
 
+        let default_tls = match config.default_tls.clone() {
+            Some(files) => Some(Arc::new(
+                backout_listen::tls::Reloading::new(files).map_err(ProxyError::DefaultTls)?,
+            )),
+            None => None,
+        };
         let mut tasks = Vec::new();
         let mut listeners = Vec::new();
         let mut indexes = BTreeMap::new();
         // Each worker gets its own socket for every listener address.
-        let mut per_worker: Vec<Vec<(std::net::TcpListener, registry::SharedIndex)>> =
-            (0..workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<WorkerSocket>> = (0..workers).map(|_| Vec::new()).collect();
         for addr in addrs {
             let index: registry::SharedIndex = Arc::new(arc_swap::ArcSwap::from_pointee(
                 router::ServiceIndex::default(),
             ));
+            let tls = tls::DataTls::new(Arc::clone(&index), default_tls.clone())
+                .map_err(ProxyError::DefaultTls)?;
             indexes.insert(addr, Arc::clone(&index));
             let first = listener::bind_std(addr, true)
                 .map_err(|source| ProxyError::Bind { addr, source })?;
@@ -193,7 +209,7 @@ impl RunningProxy {
                     addr: bound,
                     source,
                 })?;
-                socks.push((sock, Arc::clone(&index)));
+                socks.push((sock, Arc::clone(&index), tls.clone()));
             }
         }
         let registry = Arc::new(Registry::new(
@@ -222,6 +238,11 @@ impl RunningProxy {
         tasks.push(tokio::spawn(health::watch_pools(
             Arc::clone(&registry),
             Arc::clone(&events),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(tls::watch(
+            Arc::clone(&registry),
+            default_tls,
             shutdown_rx.clone(),
         )));
 
@@ -332,11 +353,15 @@ impl RunningProxy {
     }
 }
 
+/// A worker's socket for one listener, with the listener's services and
+/// TLS.
+type WorkerSocket = (std::net::TcpListener, registry::SharedIndex, tls::DataTls);
+
 /// One data-plane worker: a single-threaded runtime serving its sockets
 /// until shutdown, then draining.
 fn run_worker(
     index: usize,
-    sockets: Vec<(std::net::TcpListener, registry::SharedIndex)>,
+    sockets: Vec<WorkerSocket>,
     shutdown: watch::Receiver<bool>,
     gate: watch::Receiver<bool>,
     drain: Duration,
@@ -354,12 +379,13 @@ fn run_worker(
     worker::enter(index);
     runtime.block_on(async move {
         let mut serving = tokio::task::JoinSet::new();
-        for (sock, index) in sockets {
+        for (sock, index, tls) in sockets {
             match tokio::net::TcpListener::from_std(sock) {
                 Ok(l) => {
                     serving.spawn(listener::serve(
                         l,
                         index,
+                        tls,
                         shutdown.clone(),
                         gate.clone(),
                         drain,

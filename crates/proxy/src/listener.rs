@@ -1,6 +1,7 @@
 //! A data-plane listener: accepts connections, speaks HTTP/1.1 (with
-//! upgrades) and HTTP/2 with prior knowledge on the same port, and drains
-//! in-flight requests on shutdown.
+//! upgrades), HTTP/2 with prior knowledge and TLS (HTTP/1.1 or HTTP/2 by
+//! ALPN, see [`crate::tls`]) on the same port, and drains in-flight
+//! requests on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,8 +20,9 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::body::ResponseBody;
-use crate::forward::{self, Peer};
+use crate::forward::{self, Peer, TlsConn};
 use crate::registry::SharedIndex;
+use crate::tls::DataTls;
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -34,6 +36,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) async fn serve(
     listener: TcpListener,
     index: SharedIndex,
+    tls: DataTls,
     mut shutdown: watch::Receiver<bool>,
     mut gate: watch::Receiver<bool>,
     drain: Duration,
@@ -58,7 +61,7 @@ pub(crate) async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                connections.spawn(connection(stream, client, Arc::clone(&index), shutdown.clone()));
+                connections.spawn(connection(stream, client, Arc::clone(&index), tls.clone(), shutdown.clone()));
             }
             _ = shutdown.changed() => break,
         }
@@ -71,7 +74,7 @@ pub(crate) async fn serve(
     }
 }
 
-/// One client connection, HTTP/1.1 or HTTP/2 by its first bytes.
+/// One client connection, HTTP/1.1, HTTP/2 or TLS by its first bytes.
 ///
 /// The protocols are served by separate hyper builders rather than one
 /// that handles both, because a connection's state then only takes the
@@ -81,24 +84,76 @@ async fn connection(
     stream: TcpStream,
     client: SocketAddr,
     index: SharedIndex,
+    tls: DataTls,
     shutdown: watch::Receiver<bool>,
 ) {
-    let peer = Arc::new(Peer::new(index, client));
     // A client that connects and says nothing is closed after the header
     // timeout, and at once on shutdown: it has no request to drain.
     let mut stop = shutdown.clone();
     let sniffed = tokio::select! {
-        r = tokio::time::timeout(HEADER_READ_TIMEOUT, is_h2(&stream)) => {
+        r = tokio::time::timeout(HEADER_READ_TIMEOUT, sniff(&stream)) => {
             r.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
         }
         _ = stop.changed() => return,
     };
     match sniffed {
-        Ok(false) => serve_http1(stream, peer, shutdown).await,
-        Ok(true) => Box::pin(serve_h2(stream, peer, shutdown)).await,
+        Ok(Sniffed::Http1) => {
+            serve_http1(stream, Arc::new(Peer::new(index, client, None)), shutdown).await
+        }
+        Ok(Sniffed::H2) => {
+            let peer = Arc::new(Peer::new(index, client, None));
+            Box::pin(serve_h2(stream, peer, shutdown)).await
+        }
+        Ok(Sniffed::Tls) => Box::pin(serve_tls(stream, client, index, tls, shutdown)).await,
         Err(e) => {
             tracing::debug!(client = %client, error = %e, "connection closed before a request")
         }
+    }
+}
+
+/// A TLS connection: the handshake (within the header timeout), then
+/// HTTP/2 if ALPN chose it, HTTP/1.1 otherwise. TLS connections are not
+/// parked: rustls keeps buffers of its own between requests anyway.
+async fn serve_tls(
+    stream: TcpStream,
+    client: SocketAddr,
+    index: SharedIndex,
+    tls: DataTls,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor.accept(stream)) => r,
+        _ = stop.changed() => return,
+    };
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %client, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (_, conn) = stream.get_ref();
+    let h2 = conn.alpn_protocol() == Some(b"h2".as_slice());
+    let served = tls.sni.pick(conn.server_name()).map(|r| r.files().clone());
+    let peer = Arc::new(Peer::new(index, client, Some(TlsConn { served })));
+    if h2 {
+        Box::pin(serve_h2(stream, peer, shutdown)).await;
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let idle = Arc::new(IdleState::new());
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service(&peer, &idle))
+            .with_upgrades();
+        drive(conn, shutdown, |c| c.graceful_shutdown(), peer.addr).await;
     }
 }
 
@@ -238,7 +293,10 @@ async fn serve_until_parked(
     Some(parts.io.into_inner().stream)
 }
 
-async fn serve_h2(stream: TcpStream, peer: Arc<Peer>, shutdown: watch::Receiver<bool>) {
+async fn serve_h2<S>(stream: S, peer: Arc<Peer>, shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -497,9 +555,21 @@ async fn drive<C, E>(
     }
 }
 
-/// Looks at the first bytes without consuming them: the HTTP/2 preface or
-/// anything else (HTTP/1.1). Most requests decide on the first byte or two.
-async fn is_h2(stream: &TcpStream) -> std::io::Result<bool> {
+/// What a connection speaks, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c).
+    H2,
+    /// A TLS record: 0x16 is a handshake, which no HTTP/1 method starts
+    /// with.
+    Tls,
+}
+
+/// Looks at the first bytes without consuming them: a TLS handshake, the
+/// HTTP/2 preface or anything else (HTTP/1.1). Most requests decide on
+/// the first byte or two.
+async fn sniff(stream: &TcpStream) -> std::io::Result<Sniffed> {
     let mut buf = [0u8; 24];
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
@@ -507,11 +577,14 @@ async fn is_h2(stream: &TcpStream) -> std::io::Result<bool> {
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+        if buf[0] == 0x16 {
+            return Ok(Sniffed::Tls);
+        }
         if buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
+            return Ok(Sniffed::Http1);
         }
         if n == H2_PREFACE.len() {
-            return Ok(true);
+            return Ok(Sniffed::H2);
         }
         // A prefix of the preface so far: wait for more bytes. `peek` would
         // return the same bytes at once, so poll gently.
@@ -600,7 +673,15 @@ mod tests {
             crate::router::ServiceIndex::default(),
         ));
         let (_open, gate) = watch::channel(true);
-        tokio::spawn(serve(listener, index, rx, gate, Duration::from_secs(1)));
+        let tls = DataTls::new(Arc::clone(&index), None).unwrap();
+        tokio::spawn(serve(
+            listener,
+            index,
+            tls,
+            rx,
+            gate,
+            Duration::from_secs(1),
+        ));
         (addr, tx)
     }
 

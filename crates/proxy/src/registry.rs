@@ -111,9 +111,15 @@ impl Registry {
             self.workers,
             self.prober.clone(),
         )
-        .map_err(|source| ProxyError::Route {
-            service: name.clone(),
-            source,
+        .map_err(|e| match e {
+            crate::service::BuildError::Route(source) => ProxyError::Route {
+                service: name.clone(),
+                source,
+            },
+            crate::service::BuildError::Tls(message) => ProxyError::Tls {
+                service: name.clone(),
+                message,
+            },
         })?;
         let service = Arc::new(service);
         let mut next = (*current).clone();

@@ -30,18 +30,46 @@ impl ServiceIndex {
     }
 }
 
-fn score(service: &Service, host: Option<&str>, path: &str) -> Option<(u8, usize)> {
-    let host_rank = if service.spec.hosts.is_empty() {
-        0
-    } else {
-        let host = host?;
-        service
-            .spec
-            .hosts
+impl ServiceIndex {
+    /// The certificate for a TLS client asking for `sni`: that of the
+    /// service whose hosts match it best (exact, then wildcard, then a
+    /// service for any host), by the same rules as [`ServiceIndex::find`]
+    /// without the path, which the handshake does not know yet.
+    pub(crate) fn certificate(
+        &self,
+        sni: Option<&str>,
+    ) -> Option<Arc<backout_listen::tls::Reloading>> {
+        self.services
             .iter()
-            .filter_map(|h| host_match(h, host))
-            .max()?
-    };
+            .filter(|s| s.tls.is_some())
+            .filter_map(|s| host_rank(s, sni).map(|rank| (rank, s)))
+            // The first of equals, so the choice does not depend on order
+            // of evaluation (services are kept sorted by name).
+            .fold(None::<(u8, &Arc<Service>)>, |best, (rank, s)| match best {
+                Some((b, _)) if b >= rank => best,
+                _ => Some((rank, s)),
+            })
+            .and_then(|(_, s)| s.tls.clone())
+    }
+}
+
+/// How well a service's hosts match `host`: 2 exact, 1 wildcard, 0 for a
+/// service without hosts; `None` when it does not match.
+fn host_rank(service: &Service, host: Option<&str>) -> Option<u8> {
+    if service.spec.hosts.is_empty() {
+        return Some(0);
+    }
+    let host = host?;
+    service
+        .spec
+        .hosts
+        .iter()
+        .filter_map(|h| host_match(h, host))
+        .max()
+}
+
+fn score(service: &Service, host: Option<&str>, path: &str) -> Option<(u8, usize)> {
+    let host_rank = host_rank(service, host)?;
     let prefix_len = match &service.spec.path_prefix {
         None => 0,
         Some(p) => {

@@ -66,6 +66,16 @@ pub enum PoolError {
     BadName(String),
 }
 
+/// Why a service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("route: {0}")]
+    Route(#[from] RouteError),
+    /// Its certificate or key cannot be used; the reason names the file.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
 #[derive(Debug)]
 pub struct Service {
     pub name: String,
@@ -79,6 +89,9 @@ pub struct Service {
     switch: Mutex<()>,
     pub(crate) sticky: Option<StickyKey>,
     pub(crate) version_header: Option<HeaderName>,
+    /// The certificate served for the service's hosts (`tls:`), reloaded
+    /// when its files change.
+    pub(crate) tls: Option<Arc<backout_listen::tls::Reloading>>,
     pub(crate) events: Arc<EventLog>,
     pub(crate) fallback: prometheus::IntCounter,
     canary_weight_gauge: prometheus::Gauge,
@@ -145,8 +158,19 @@ impl Service {
         events: Arc<EventLog>,
         workers: usize,
         prober: Prober,
-    ) -> Result<Self, RouteError> {
+    ) -> Result<Self, BuildError> {
+        let tls = match &spec.tls {
+            Some(t) => Some(Arc::new(
+                backout_listen::tls::Reloading::new(backout_listen::TlsFiles {
+                    cert: t.cert.clone(),
+                    key: t.key.clone(),
+                })
+                .map_err(BuildError::Tls)?,
+            )),
+            None => None,
+        };
         let service = Service {
+            tls,
             name: spec.name.clone(),
             sticky: spec.sticky.clone(),
             version_header: spec

@@ -45,6 +45,10 @@ pub struct ServiceSpec {
     /// kept (and `X-Forwarded-For` appended to). From anyone else these
     /// headers are replaced, so a client cannot claim another address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The certificate served to TLS clients whose SNI names one of
+    /// `hosts` (any name when `hosts` is empty); plain HTTP requests for
+    /// the service are redirected to HTTPS.
+    pub tls: Option<TlsSpec>,
     /// Version pools given in the file (e.g. `v1`, `v2`), for `backout
     /// proxy`. Under `backout up` pools come from releases instead.
     pub pools: BTreeMap<String, PoolSpec>,
@@ -64,6 +68,15 @@ pub struct ServiceSpec {
     /// How releases' instances are started (`backout up`); `None` for a
     /// proxy-only file whose pools are listed.
     pub driver: Option<DriverSpec>,
+}
+
+/// Where a service's certificate chain and private key are, on the
+/// proxy's machine: the files are read (and read again when they change)
+/// by each proxy, so key material never travels in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSpec {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,6 +89,15 @@ pub struct Args {
     /// against DNS rebinding). Repeat for several.
     #[arg(long, value_name = "NAME")]
     allow_host: Vec<String>,
+    /// Data plane: the certificate (PEM chain) for TLS clients whose
+    /// server name (SNI) matches no service's `hosts` with a `tls:`
+    /// certificate, or who send none. Without it they are refused. Read
+    /// again when the file changes. (--tls-cert is the admin API's.)
+    #[arg(long, value_name = "FILE", requires = "default_tls_key")]
+    default_tls_cert: Option<PathBuf>,
+    /// Data plane: the private key (PEM) of --default-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "default_tls_cert")]
+    default_tls_key: Option<PathBuf>,
     #[command(flatten)]
     api_listener: super::listen::ListenArgs,
 }
@@ -113,6 +122,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         drain_timeout: drain.get(),
         workers: args.workers,
         wait_for_config: follow.is_some(),
+        default_tls: match (&args.default_tls_cert, &args.default_tls_key) {
+            (Some(cert), Some(key)) => Some(backout_listen::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
     };
     crate::logging::init();
     // The data plane runs on its own worker threads; this runtime only
@@ -327,6 +343,7 @@ fn quick_service(args: &Args) -> miette::Result<ServiceSpec> {
     };
     Ok(ServiceSpec {
         trusted_proxies: Vec::new(),
+        tls: None,
         name: "default".into(),
         listen: None,
         hosts: Vec::new(),

@@ -13,3 +13,4 @@ mod health;
 mod protocols;
 mod routing;
 mod switch;
+mod tls;

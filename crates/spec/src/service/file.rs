@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 
 use super::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
-    TimeoutsSpec,
+    TimeoutsSpec, TlsSpec,
 };
 use crate::driver::DriverFile;
 use crate::duration::Duration;
@@ -43,6 +43,8 @@ pub(super) struct ServiceFile {
     timeouts: Option<TimeoutsFile>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default)]
+    tls: Option<TlsFile>,
     // Service-wide defaults, overridden per pool.
     #[serde(default)]
     probes: Option<ProbesFile>,
@@ -70,6 +72,13 @@ pub(super) struct ServiceFile {
     notifications: Vec<Notification>,
     #[serde(default)]
     driver: Option<DriverFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +224,33 @@ fn check_sticky(
         _ => return Ok(()),
     };
     Err(src.error_at(at(field, sticky.referenced), field, problem, None))
+}
+
+/// A file the proxy reads: relative paths are relative to the service
+/// file's directory, so a file and its certificates can move together.
+fn file_path(
+    src: &Source,
+    path: &Spanned<String>,
+    field: &str,
+    what: &str,
+) -> Result<std::path::PathBuf, SpecError> {
+    let text = path.value.trim();
+    if text.is_empty() {
+        return Err(src.error_at(
+            path.referenced,
+            field,
+            format!("empty path; give the file that holds {what}"),
+            Some("e.g. `/etc/backout/tls/shop.pem`".into()),
+        ));
+    }
+    let p = std::path::Path::new(text);
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let dir = std::path::Path::new(&src.name)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    Ok(dir.join(p))
 }
 
 /// A webhook must be an absolute http(s) URL, and every event name one
@@ -368,6 +404,14 @@ impl ServiceFile {
                 }
             }
         }
+
+        let tls = match &self.tls {
+            Some(t) => Some(TlsSpec {
+                cert: file_path(src, &t.cert, "tls.cert", "its certificate chain (PEM)")?,
+                key: file_path(src, &t.key, "tls.key", "its private key (PEM)")?,
+            }),
+            None => None,
+        };
 
         if let Some(sticky) = &self.sticky {
             check_sticky(src, sticky, &located)?;
@@ -528,6 +572,7 @@ impl ServiceFile {
             version_header,
             timeouts,
             trusted_proxies,
+            tls,
             pools,
             route,
             pool_defaults,

@@ -72,7 +72,7 @@ fn error_messages() {
     let with = |extra: &str| format!("name: web\n{POOLS}{extra}");
     insta::assert_snapshot!(check_error(""), @"svc.yaml:1:1: unexpected end of input");
     insta::assert_snapshot!(check_error("name: web\npools: {v1: {endpoints: [http://a:1]}}\n"), @"svc.yaml:2:8: route: a service with `pools` needs a `route` between them (hint: e.g. `route: {stable: v1}`)");
-    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, trusted_proxies, probes, breaker, bulkhead, outlier, pools, route, strategy, analysis, rollback, history, gates, notifications, driver");
+    insta::assert_snapshot!(check_error(&with("route: {stable: v1}\ncolour: blue\n")), @"svc.yaml:8:1: colour: unknown field `colour`, expected one of name, listen, hosts, path_prefix, strip_prefix, sticky, version_header, timeouts, trusted_proxies, tls, probes, breaker, bulkhead, outlier, pools, route, strategy, analysis, rollback, history, gates, notifications, driver");
     insta::assert_snapshot!(check_error(&with("route: {stable: v3}\n")), @r#"svc.yaml:7:17: route.stable: unknown pool "v3"; known pools: v1, v2"#);
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 101}\n")), @"svc.yaml:7:48: route.canary_weight: weight must be between 0 and 100 percent; got 101");
     insta::assert_snapshot!(check_error(&with("route: {stable: v1, canary: v2, canary_weight: 1.25}\n")), @"svc.yaml:7:48: route.canary_weight: weight has a resolution of 0.1 percent; got 1.25 (use e.g. 1.3)");
@@ -183,4 +183,15 @@ fn quiet_mistakes_are_refused() {
     // The YAML library's advice is about its own options; ours is about the file.
     insta::assert_snapshot!(check_error("name: web\nname: other\n"), @"svc.yaml:2:1: `name` is written twice in the same mapping; keep one of them");
     insta::assert_snapshot!(check_error("name: web\npools:\n  v1: {endpoints: [http://127.0.0.1:9001]}\n  v1: {endpoints: [http://127.0.0.1:9002]}\nroute: {stable: v1}\n"), @"svc.yaml:4:3: pools: `v1` is written twice in the same mapping; keep one of them");
+}
+
+#[test]
+fn tls_files_are_relative_to_the_service_file() {
+    let yaml = "name: web\ntls: {cert: certs/web.pem, key: /etc/keys/web.key}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n";
+    let spec = ServiceSpec::parse(&Source::new("conf/web.yaml", yaml)).unwrap();
+    let tls = spec.tls.unwrap();
+    assert_eq!(tls.cert, std::path::Path::new("conf/certs/web.pem"));
+    assert_eq!(tls.key, std::path::Path::new("/etc/keys/web.key"));
+    insta::assert_snapshot!(check_error("name: web\ntls: {cert: '', key: k.pem}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:13: tls.cert: empty path; give the file that holds its certificate chain (PEM) (hint: e.g. `/etc/backout/tls/shop.pem`)");
+    insta::assert_snapshot!(check_error("name: web\ntls: {cert: c.pem}\npools: {v1: {endpoints: [http://a:1]}}\nroute: {stable: v1}\n"), @"svc.yaml:2:7: tls: missing field `key`");
 }
