@@ -58,6 +58,14 @@ pub struct ServiceSettings {
     /// the proxy's machine, never the key itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<backout_spec::TlsSpec>,
+    /// The CA bundle `https://` endpoints are verified against (a path on
+    /// the proxy's machine); without one, the Mozilla roots.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub upstream_tls: backout_spec::UpstreamTlsSpec,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// One version's pool.
@@ -102,6 +110,7 @@ impl ServiceSettings {
             timeouts: spec.timeouts,
             trusted_proxies: spec.trusted_proxies.clone(),
             tls: spec.tls.clone(),
+            upstream_tls: spec.upstream_tls.clone(),
         }
     }
 }
@@ -164,6 +173,7 @@ impl Snapshot {
             timeouts: s.timeouts,
             trusted_proxies: s.trusted_proxies.clone(),
             tls: s.tls.clone(),
+            upstream_tls: s.upstream_tls.clone(),
             pools: BTreeMap::new(),
             route: None,
             pool_defaults: PoolSpec::new(Vec::new()),
@@ -194,6 +204,14 @@ fn check_pool(name: &str, pool: &PoolSnapshot) -> Result<(), SnapshotError> {
                 format!("{e} is listed twice"),
             ));
         }
+    }
+    if pool.spec.protocol == backout_spec::Protocol::H2c
+        && let Some(e) = pool.spec.endpoints.iter().find(|e| e.is_tls())
+    {
+        return Err(invalid(
+            at("spec.protocol"),
+            format!("h2c is HTTP/2 without TLS, but {e} is reached over TLS"),
+        ));
     }
     for e in &pool.ready {
         if !pool.spec.endpoints.contains(e) {
@@ -280,6 +298,7 @@ mod tests {
                     timeouts: TimeoutsSpec::default(),
                     trusted_proxies: Vec::new(),
                     tls: None,
+                    upstream_tls: Default::default(),
                 },
                 pools: BTreeMap::from([
                     ("v1".into(), pool("http://127.0.0.1:9001")),

@@ -116,6 +116,7 @@ mod tests {
                     timeouts: backout_spec::TimeoutsSpec::default(),
                     trusted_proxies: Vec::new(),
                     tls: None,
+                    upstream_tls: Default::default(),
                 },
                 pools: BTreeMap::new(),
                 route: None,

@@ -56,7 +56,7 @@ pub struct Classes {
 pub struct ErrorCauses {
     /// 5xx answered by the application itself.
     pub http_5xx: u64,
-    /// Connect failures, resets and timeouts of the version.
+    /// Connect failures, resets, timeouts and TLS failures of the version.
     pub upstream: u64,
     /// Refused by the proxy for the version (bulkhead, breaker, no endpoint).
     pub rejected: u64,
@@ -69,6 +69,10 @@ pub struct UpstreamCounts {
     pub connect: u64,
     pub reset: u64,
     pub timeout: u64,
+    /// TLS handshakes with `https://` endpoints that failed (a certificate
+    /// refused). Absent from reports of proxies that predate it.
+    #[serde(default)]
+    pub tls: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -119,6 +123,7 @@ pub fn merge(start_ms: u64, parts: &[&WindowView]) -> WindowView {
         out.upstream_failures.connect += w.upstream_failures.connect;
         out.upstream_failures.reset += w.upstream_failures.reset;
         out.upstream_failures.timeout += w.upstream_failures.timeout;
+        out.upstream_failures.tls += w.upstream_failures.tls;
         out.downstream_failures += w.downstream_failures;
         out.rejected.bulkhead += w.rejected.bulkhead;
         out.rejected.breaker += w.rejected.breaker;

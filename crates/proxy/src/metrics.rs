@@ -307,7 +307,7 @@ pub struct Quantiles {
 pub struct VersionMetrics {
     requests: IntCounter,
     responses: [IntCounter; 5],
-    upstream: [IntCounter; 3],
+    upstream: [IntCounter; 4],
     downstream: IntCounter,
     rejected: [IntCounter; 3],
     duration: Histogram,

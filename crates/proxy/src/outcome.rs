@@ -14,13 +14,17 @@ pub enum UpstreamFailure {
     Reset,
     /// No response headers within the request timeout.
     Timeout,
+    /// The TLS handshake with an `https://` endpoint failed: most often its
+    /// certificate does not verify (unknown CA, wrong name, expired).
+    Tls,
 }
 
 impl UpstreamFailure {
-    pub const ALL: [UpstreamFailure; 3] = [
+    pub const ALL: [UpstreamFailure; 4] = [
         UpstreamFailure::Connect,
         UpstreamFailure::Reset,
         UpstreamFailure::Timeout,
+        UpstreamFailure::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +32,7 @@ impl UpstreamFailure {
             UpstreamFailure::Connect => "connect",
             UpstreamFailure::Reset => "reset",
             UpstreamFailure::Timeout => "timeout",
+            UpstreamFailure::Tls => "tls",
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Pool {
     /// plus one for any other thread.
     idle: Vec<upstream::Idle>,
     connect_timeout: std::time::Duration,
+    /// TLS for `https://` endpoints, with the service's roots.
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     breaker: Mutex<Breaker>,
     in_flight: AtomicU32,
     pub metrics: VersionMetrics,
@@ -176,6 +178,8 @@ pub struct PoolContext<'a> {
     /// Data-plane worker threads, each of which gets its own client.
     pub workers: usize,
     pub now_ms: u64,
+    /// How `https://` endpoints are verified (the service's roots).
+    pub tls: &'a Arc<rustls::ClientConfig>,
 }
 
 impl Pool {
@@ -198,6 +202,7 @@ impl Pool {
             events,
             workers,
             now_ms,
+            tls,
         } = ctx;
         let events = Arc::clone(events);
         let endpoints = spec
@@ -245,6 +250,7 @@ impl Pool {
             clients,
             idle,
             connect_timeout: timeouts.connect.get(),
+            tls: Arc::clone(tls),
             in_flight: AtomicU32::new(0),
             breaker_state_gauges,
             spec,
@@ -280,6 +286,7 @@ impl Pool {
                 let (resp, sender) = upstream::send(
                     &self.idle[worker],
                     &endpoint.uri_base,
+                    endpoint.url.is_tls().then_some(&self.tls),
                     self.connect_timeout,
                     req,
                 )

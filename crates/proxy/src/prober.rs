@@ -136,6 +136,11 @@ impl ProbeTask {
 
     /// One GET; a 2xx or 3xx status within the timeout is a success.
     async fn probe_once(&self) -> bool {
+        if self.endpoint.url.is_tls() {
+            return tokio::time::timeout(self.spec.timeout.get(), self.probe_tls())
+                .await
+                .unwrap_or(false);
+        }
         let uri = format!("http://{}{}", self.endpoint.label, self.spec.path);
         let Ok(uri) = uri.parse::<http::Uri>() else {
             return false;
@@ -155,6 +160,45 @@ impl ProbeTask {
                 (200..400).contains(&s)
             }
             _ => false,
+        }
+    }
+
+    /// A probe of an `https://` endpoint, over a new connection each time
+    /// through the pool's own TLS client: it verifies the certificate as
+    /// requests do, so an endpoint whose certificate the proxy refuses is
+    /// not ready, and a renewed certificate is checked at the next probe.
+    async fn probe_tls(&self) -> bool {
+        let authority = &self.endpoint.uri_base;
+        let stream = match crate::upstream::tls_stream(
+            authority,
+            &self.pool.tls,
+            self.spec.timeout.get(),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(endpoint = %self.endpoint.label, error = %e, "probe could not connect");
+                return false;
+            }
+        };
+        let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        else {
+            return false;
+        };
+        // Closed when the sender is dropped after this one request.
+        tokio::spawn(conn);
+        let req = http::Request::get(self.spec.path.as_str())
+            .header(http::header::HOST, authority.as_str())
+            .header(http::header::USER_AGENT, "backout-probe")
+            .body(Empty::<Bytes>::new());
+        let Ok(req) = req else { return false };
+        match sender.send_request(req).await {
+            Ok(resp) => (200..400).contains(&resp.status().as_u16()),
+            Err(_) => false,
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct Service {
     /// The certificate served for the service's hosts (`tls:`), reloaded
     /// when its files change.
     pub(crate) tls: Option<Arc<backout_listen::tls::Reloading>>,
+    /// How the pools verify `https://` endpoints (`upstream_tls`).
+    upstream_tls: Arc<rustls::ClientConfig>,
     pub(crate) events: Arc<EventLog>,
     pub(crate) fallback: prometheus::IntCounter,
     canary_weight_gauge: prometheus::Gauge,
@@ -169,8 +171,11 @@ impl Service {
             )),
             None => None,
         };
+        let upstream_tls =
+            crate::tls::upstream_connector(&spec.upstream_tls).map_err(BuildError::Tls)?;
         let service = Service {
             tls,
+            upstream_tls,
             name: spec.name.clone(),
             sticky: spec.sticky.clone(),
             version_header: spec
@@ -225,6 +230,7 @@ impl Service {
             events: &self.events,
             workers: self.workers,
             now_ms: clock::mono_ms(),
+            tls: &self.upstream_tls,
         };
         Arc::new(Pool::with_ready(ctx, name, spec, ready))
     }

@@ -77,6 +77,55 @@ impl ResolvesServerCert for Sni {
     }
 }
 
+/// The TLS client for a service's `https://` endpoints: their
+/// certificates must chain to the CA bundle in `upstream_tls.ca`, or
+/// without one to the Mozilla roots (webpki-roots, compiled in, so a proxy
+/// verifies the same way on every machine).
+pub(crate) fn upstream_connector(
+    spec: &backout_spec::UpstreamTlsSpec,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    static MOZILLA: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    match &spec.ca {
+        None => MOZILLA
+            .get_or_init(|| {
+                let roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                client(roots)
+            })
+            .clone(),
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let field = "upstream_tls.ca";
+            let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{field}: cannot read {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{field}: {} is not PEM: {e}", path.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "{field}: {} holds no usable CA certificate (`-----BEGIN CERTIFICATE-----`)",
+                    path.display()
+                ));
+            }
+            client(roots)
+        }
+    }
+}
+
+fn client(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut config = rustls::ClientConfig::builder_with_provider(backout_listen::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // The pools speak HTTP/1.1 to https:// endpoints.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Loads every data-plane certificate again whose files changed: each
 /// service's and the default. Runs every
 /// [`backout_listen::tls::RELOAD_INTERVAL`] until shutdown.

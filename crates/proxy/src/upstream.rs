@@ -14,7 +14,7 @@
 //! one connection per endpoint.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -160,6 +160,13 @@ pub(crate) enum SendError {
     },
     #[error("cannot connect to {endpoint}: no connection within {timeout:?}")]
     ConnectTimeout { endpoint: String, timeout: Duration },
+    /// The endpoint's certificate was refused, or TLS broke down.
+    #[error("TLS with {endpoint} failed: {source}")]
+    Tls {
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("HTTP/1.1 handshake with {endpoint} failed")]
     Handshake {
         endpoint: String,
@@ -182,6 +189,10 @@ impl SendError {
                 _ => UpstreamFailure::Connect,
             },
             SendError::ConnectTimeout { .. } => UpstreamFailure::Timeout,
+            SendError::Tls { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                UpstreamFailure::Timeout
+            }
+            SendError::Tls { .. } => UpstreamFailure::Tls,
             SendError::Handshake { .. } => UpstreamFailure::Reset,
             SendError::Exchange(e) => io_kind(e).unwrap_or(UpstreamFailure::Reset),
             SendError::Pooled(e) => io_kind(e).unwrap_or(if e.is_connect() {
@@ -212,9 +223,23 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<UpstreamFailure> {
     None
 }
 
-/// Opens a new connection to `endpoint` and starts its task on the calling
-/// worker.
-pub(crate) async fn connect(endpoint: &Authority, timeout: Duration) -> Result<Sender, SendError> {
+/// Opens a new connection to `endpoint` (over TLS with `tls`, verifying
+/// the endpoint's certificate for its host name) and starts its task on
+/// the calling worker.
+pub(crate) async fn connect(
+    endpoint: &Authority,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Sender, SendError> {
+    let addr = endpoint.as_str();
+    match tls {
+        None => handshake(addr, tcp(endpoint, timeout).await?).await,
+        Some(config) => handshake(addr, tls_stream(endpoint, config, timeout).await?).await,
+    }
+}
+
+/// A TCP connection to `endpoint`, within `timeout`.
+async fn tcp(endpoint: &Authority, timeout: Duration) -> Result<TcpStream, SendError> {
     let addr = endpoint.as_str();
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -232,6 +257,64 @@ pub(crate) async fn connect(endpoint: &Authority, timeout: Duration) -> Result<S
         }
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A TLS connection to `endpoint`, its certificate verified by
+/// `connector` for the endpoint's host name; each step within `timeout`.
+pub(crate) async fn tls_stream(
+    endpoint: &Authority,
+    config: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SendError> {
+    let stream = tcp(endpoint, timeout).await?;
+    tls_connect(config, endpoint, stream, timeout).await
+}
+
+/// The TLS handshake with an endpoint, within `timeout`. A refusal is
+/// logged with the reason, since it usually means a certificate problem
+/// on the endpoint or a missing CA in `upstream_tls`, not a crash.
+async fn tls_connect(
+    config: &Arc<rustls::ClientConfig>,
+    endpoint: &Authority,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SendError> {
+    let fail = |source: std::io::Error| {
+        tracing::warn!(endpoint = %endpoint, error = %source, "TLS with the upstream failed");
+        SendError::Tls {
+            endpoint: endpoint.to_string(),
+            source,
+        }
+    };
+    // The name the certificate must carry: the host without IPv6 brackets.
+    let host = endpoint
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host:?} cannot be a TLS server name: {e}"),
+        ))
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(fail(e)),
+        Err(_) => Err(fail(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no TLS handshake within {timeout:?}"),
+        ))),
+    }
+}
+
+/// The HTTP/1.1 handshake on a new connection, whose task then runs on
+/// the calling worker.
+async fn handshake<S>(addr: &str, stream: S) -> Result<Sender, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -254,6 +337,7 @@ pub(crate) async fn connect(endpoint: &Authority, timeout: Duration) -> Result<S
 pub(crate) async fn send(
     idle: &Idle,
     endpoint: &Authority,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     mut req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Sender), SendError> {
@@ -262,7 +346,10 @@ pub(crate) async fn send(
             Some(s) => (s, true),
             // Boxed: connecting is rare, and its state would otherwise
             // make every request's future (moved several times) larger.
-            None => (Box::pin(connect(endpoint, connect_timeout)).await?, false),
+            None => (
+                Box::pin(connect(endpoint, tls, connect_timeout)).await?,
+                false,
+            ),
         };
         // A connection returned to the list may still be finishing its last
         // exchange; it is ready once hyper has read the response's end.

@@ -20,7 +20,7 @@ struct Window {
     requests: u64,
     errors: u64,
     classes: [u64; 5],
-    upstream: [u64; 3],
+    upstream: [u64; UpstreamFailure::ALL.len()],
     downstream: u64,
     rejected: [u64; 3],
     causes: [u64; 4],
@@ -152,6 +152,7 @@ fn view(w: &Window, complete: bool) -> WindowView {
             connect: w.upstream[UpstreamFailure::Connect as usize],
             reset: w.upstream[UpstreamFailure::Reset as usize],
             timeout: w.upstream[UpstreamFailure::Timeout as usize],
+            tls: w.upstream[UpstreamFailure::Tls as usize],
         },
         downstream_failures: w.downstream,
         rejected: RejectionCounts {

@@ -15,28 +15,33 @@ pub enum Protocol {
     H2c,
 }
 
-/// An upstream base address: `http://host:port`. Only the scheme and
-/// authority matter: the request path is appended as it came.
+/// An upstream base address: `http://host:port`, or `https://host:port`
+/// for an endpoint reached over TLS (its certificate verified against the
+/// service's `upstream_tls` roots). Only the scheme and authority matter:
+/// the request path is appended as it came.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EndpointUrl {
     authority: http::uri::Authority,
+    tls: bool,
 }
 
 impl EndpointUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let hint = "write it as `http://host:port`, e.g. `http://127.0.0.1:9001`";
+        let hint =
+            "write it as `http://host:port` or `https://host:port`, e.g. `http://127.0.0.1:9001`";
         let uri: http::Uri = text
             .parse()
             .map_err(|e| format!("invalid endpoint URL {text:?}: {e}; {hint}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => {
                 return Err(format!(
-                    "endpoint {text:?} uses scheme `{other}`; only `http` is supported (TLS to upstreams is not yet); {hint}"
+                    "endpoint {text:?} uses scheme `{other}`; only `http` and `https` are supported; {hint}"
                 ));
             }
             None => return Err(format!("endpoint {text:?} has no scheme; {hint}")),
-        }
+        };
         let Some(authority) = uri.authority().cloned() else {
             return Err(format!("endpoint {text:?} has no host; {hint}"));
         };
@@ -53,17 +58,23 @@ impl EndpointUrl {
                 "endpoint {text:?} has a path or query; the request's own path is used; {hint}"
             ));
         }
-        Ok(EndpointUrl { authority })
+        Ok(EndpointUrl { authority, tls })
     }
 
     pub fn authority(&self) -> &http::uri::Authority {
         &self.authority
     }
+
+    /// Reached over TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
 }
 
 impl fmt::Display for EndpointUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority)
     }
 }
 
@@ -98,7 +109,9 @@ mod tests {
         check("http://127.0.0.1:9001/", Ok("http://127.0.0.1:9001"));
         check("http://localhost:80", Ok("http://localhost:80"));
         check("http://[::1]:8080", Ok("http://[::1]:8080"));
-        check("https://a:1", Err("scheme `https`"));
+        check("https://a:1", Ok("https://a:1"));
+        check("https://a", Err("no port"));
+        check("ftp://a:1", Err("scheme `ftp`"));
         check("127.0.0.1:9001", Err("scheme"));
         check("http://a", Err("no port"));
         check("http://a:1/x", Err("path"));

@@ -26,7 +26,7 @@ pub use error::SpecError;
 pub use gates::{GatesPolicy, SqlDialect, UnsafeGate};
 pub use service::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
-    TimeoutsSpec, TlsSpec,
+    TimeoutsSpec, TlsSpec, UpstreamTlsSpec,
 };
 pub use span_tree::SpanTree;
 pub use strategy::{

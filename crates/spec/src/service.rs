@@ -49,6 +49,8 @@ pub struct ServiceSpec {
     /// `hosts` (any name when `hosts` is empty); plain HTTP requests for
     /// the service are redirected to HTTPS.
     pub tls: Option<TlsSpec>,
+    /// How `https://` endpoints are verified.
+    pub upstream_tls: UpstreamTlsSpec,
     /// Version pools given in the file (e.g. `v1`, `v2`), for `backout
     /// proxy`. Under `backout up` pools come from releases instead.
     pub pools: BTreeMap<String, PoolSpec>,
@@ -77,6 +79,15 @@ pub struct ServiceSpec {
 pub struct TlsSpec {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
+}
+
+/// The roots `https://` endpoints' certificates must chain to: the CA
+/// bundle in `ca` (PEM, on the proxy's machine) instead of the Mozilla
+/// roots that webpki-roots carries, for endpoints with certificates from
+/// an internal CA.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTlsSpec {
+    pub ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -344,6 +344,7 @@ fn quick_service(args: &Args) -> miette::Result<ServiceSpec> {
     Ok(ServiceSpec {
         trusted_proxies: Vec::new(),
         tls: None,
+        upstream_tls: Default::default(),
         name: "default".into(),
         listen: None,
         hosts: Vec::new(),

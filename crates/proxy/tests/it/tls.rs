@@ -406,3 +406,152 @@ async fn a_service_whose_certificate_cannot_be_read_is_refused_with_the_file() {
         "{e}"
     );
 }
+
+/// An HTTPS upstream on loopback with a certificate for `localhost` from
+/// `ca`, answering `/` and `/ready`.
+async fn https_upstream(dir: &Path, ca: &Ca, text: &'static str) -> SocketAddr {
+    use axum::routing::get;
+    let (cert, key, _) = ca.issue(dir, "upstream", &["localhost"]);
+    let tls = backout_listen::Tls::new(backout_listen::TlsFiles { cert, key }).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/", get(move || async move { text }))
+        .route("/ready", get(|| async { "ready" }));
+    let settings = backout_listen::Settings {
+        tls: Some(tls),
+        ..Default::default()
+    };
+    tokio::spawn(backout_listen::serve(
+        listener,
+        app,
+        settings,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A proxy in front of one `https://localhost:PORT` endpoint, verified
+/// against the CA bundle at `ca_file`.
+async fn proxy_to(
+    upstream: SocketAddr,
+    ca_file: &Path,
+    probes: &str,
+) -> (RunningProxy, SocketAddr) {
+    let yaml = format!(
+        "name: web\nupstream_tls: {{ca: '{}'}}\n{probes}pools: {{v1: {{endpoints: ['https://localhost:{}']}}}}\nroute: {{stable: v1}}\n",
+        ca_file.display(),
+        upstream.port()
+    );
+    let spec = ServiceSpec::parse(&Source::new("web.yaml", yaml)).unwrap();
+    let proxy = RunningProxy::start(ProxyConfig {
+        services: vec![spec],
+        default_listen: Some(local()),
+        workers: 1,
+        drain_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = proxy.bound(local()).unwrap();
+    (proxy, addr)
+}
+
+#[tokio::test]
+async fn https_endpoints_are_verified_against_the_services_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("upstream CA");
+    let upstream = https_upstream(dir.path(), &ca, "secure v1").await;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (proxy, addr) = proxy_to(
+        upstream,
+        &ca_file,
+        "probes: {readiness: {path: /ready, period: 100ms, timeout: 100ms}}\n",
+    )
+    .await;
+    // The probe goes over https too: the endpoint becomes ready.
+    let service = proxy.service("web").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the https endpoint is ready",
+        || {
+            let service = Arc::clone(&service);
+            async move { service.status().pools[0].endpoints[0].ready }
+        },
+    )
+    .await;
+    let resp = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "secure v1");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_signed_by_another_ca_is_an_upstream_tls_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = https_upstream(dir.path(), &Ca::new("the endpoint's CA"), "secret").await;
+    let ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&ca_file, Ca::new("a CA the proxy trusts").pem()).unwrap();
+
+    // Without probes, requests reach the endpoint and fail there.
+    let (proxy, addr) = proxy_to(upstream, &ca_file, "").await;
+    let resp = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["x-backout-error"], "upstream-tls");
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("upstream failure (tls)") && body.contains("UnknownIssuer"),
+        "{body}"
+    );
+    let metrics = proxy.state.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("backout_upstream_failures_total")
+                && l.contains("kind=\"tls\"")
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    proxy.shutdown().await;
+
+    // With a readiness probe, the endpoint never becomes ready.
+    let (proxy, _) = proxy_to(
+        upstream,
+        &ca_file,
+        "probes: {readiness: {path: /ready, period: 100ms, timeout: 100ms, failure_threshold: 1}}\n",
+    )
+    .await;
+    let service = proxy.service("web").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!service.status().pools[0].endpoints[0].ready);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_bundle_refuses_the_service_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    let e = RunningProxy::start(ProxyConfig {
+        services: vec![
+            ServiceSpec::parse(&Source::new(
+                "web.yaml",
+                format!(
+                    "name: web\nupstream_tls: {{ca: '{}'}}\npools: {{v1: {{endpoints: ['https://localhost:1']}}}}\nroute: {{stable: v1}}\n",
+                    missing.display()
+                ),
+            ))
+            .unwrap(),
+        ],
+        default_listen: Some(local()),
+        workers: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("upstream_tls.ca") && e.contains("no-such-ca.pem"),
+        "{e}"
+    );
+}

@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 
 use super::{
     BreakerSpec, BulkheadSpec, OutlierSpec, PoolSpec, ProbeSpec, ProbesSpec, ServiceSpec,
-    TimeoutsSpec, TlsSpec,
+    TimeoutsSpec, TlsSpec, UpstreamTlsSpec,
 };
 use crate::driver::DriverFile;
 use crate::duration::Duration;
@@ -45,6 +45,8 @@ pub(super) struct ServiceFile {
     trusted_proxies: Vec<Spanned<String>>,
     #[serde(default)]
     tls: Option<TlsFile>,
+    #[serde(default)]
+    upstream_tls: Option<UpstreamTlsFile>,
     // Service-wide defaults, overridden per pool.
     #[serde(default)]
     probes: Option<ProbesFile>,
@@ -79,6 +81,13 @@ pub(super) struct ServiceFile {
 struct TlsFile {
     cert: Spanned<String>,
     key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamTlsFile {
+    #[serde(default)]
+    ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -412,6 +421,17 @@ impl ServiceFile {
             }),
             None => None,
         };
+        let upstream_tls = match &self.upstream_tls {
+            Some(UpstreamTlsFile { ca: Some(ca) }) => UpstreamTlsSpec {
+                ca: Some(file_path(
+                    src,
+                    ca,
+                    "upstream_tls.ca",
+                    "the CA certificates (PEM) that sign the endpoints' certificates",
+                )?),
+            },
+            _ => UpstreamTlsSpec::default(),
+        };
 
         if let Some(sticky) = &self.sticky {
             check_sticky(src, sticky, &located)?;
@@ -464,6 +484,17 @@ impl ServiceFile {
                     field,
                     format!("endpoint {e} is listed twice"),
                     Some("list each endpoint once; to give one more traffic, use weights between pools, not repeats".into()),
+                ));
+            }
+            if pool.protocol == Protocol::H2c
+                && let Some(i) = endpoints.iter().position(EndpointUrl::is_tls)
+            {
+                let field = format!("pools.{name}.endpoints[{i}]");
+                return Err(src.error_at(
+                    located(&field, pool.endpoints.referenced),
+                    field,
+                    format!("{} is reached over TLS, but `protocol: h2c` is HTTP/2 without TLS", endpoints[i]),
+                    Some("https:// endpoints speak HTTP/1.1: leave `protocol` out, or use http:// for h2c".into()),
                 ));
             }
             let probes = pool.probes.or_else(|| self.probes.clone());
@@ -573,6 +604,7 @@ impl ServiceFile {
             timeouts,
             trusted_proxies,
             tls,
+            upstream_tls,
             pools,
             route,
             pool_defaults,
