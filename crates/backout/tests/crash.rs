@@ -427,6 +427,22 @@ fn crash_and_settle(up: &mut Up) -> Json {
 
 #[test]
 fn fifty_rollouts_survive_sigkill_at_random_moments() {
+    fifty_rollouts(&[]);
+}
+
+/// The same with the event log in PostgreSQL: one `backout up` on a
+/// shared database campaigns for the lease, fences every write, and after
+/// each SIGKILL its next incarnation (same name) takes the lease over at
+/// once.
+#[test]
+fn fifty_rollouts_survive_sigkill_at_random_moments_on_postgresql() {
+    let Some(url) = harness::fresh_postgres("crash") else {
+        return;
+    };
+    fifty_rollouts(&["--store", &url, "--name", "crash-cp"]);
+}
+
+fn fifty_rollouts(store_args: &[&str]) {
     let seed = seed();
     eprintln!("crash test seed: {seed} (replay with BACKOUT_CRASH_SEED={seed})");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -438,7 +454,7 @@ fn fifty_rollouts_survive_sigkill_at_random_moments() {
         )
         .replace("soak: 2s", "soak: 1s")
         .replace("progress_deadline: 20s", "progress_deadline: 120s");
-    let mut up = Up::start(&text, port);
+    let mut up = Up::start_with(&text, port, &[], store_args);
     let dir: PathBuf = up.dir.canonicalize().unwrap();
     let _reaper = Reaper {
         dir: dir.to_string_lossy().into_owned(),

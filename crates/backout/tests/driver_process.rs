@@ -41,6 +41,7 @@ fn driver(data: &Path, process: &str) -> ProcessDriver {
         DriverContext {
             data_dir: data.to_path_buf(),
             base_dir: data.to_path_buf(),
+            gate: backout_server::driver::Gate::open(),
         },
     )
 }

@@ -7,7 +7,10 @@
 //! each snapshot with an `ack` carrying the generation it applied, or a
 //! `nack` with the reason it could not (it keeps serving the previous
 //! one), and sends a [`Report`] of each service a few times a second:
-//! its pools' health and the one-second windows completed since.
+//! its pools' health and the one-second windows completed since. The
+//! control plane says `alive` every second, with whether it leads, so a
+//! proxy notices a dead control plane in seconds and a new leader at
+//! once.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +52,15 @@ pub enum ToProxy {
     Refused {
         code: String,
         message: String,
+    },
+    /// Every second: the control plane is there, and whether it leads. A
+    /// proxy whose control plane stopped leading moves to `leader_url`,
+    /// so the leader counts it when it waits for a route change to be
+    /// served.
+    Alive {
+        leader: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader_url: Option<String>,
     },
 }
 

@@ -62,6 +62,8 @@ pub struct ApiError {
     code: &'static str,
     field: Option<String>,
     message: String,
+    /// Where the leading control plane's API is, for `not_leader`.
+    leader: Option<String>,
 }
 
 impl ApiError {
@@ -76,7 +78,14 @@ impl ApiError {
             code,
             field,
             message: message.into(),
+            leader: None,
         }
+    }
+
+    /// Names the leader's API in the error (`error.leader`).
+    pub fn with_leader(mut self, leader: Option<String>) -> Self {
+        self.leader = leader;
+        self
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -102,12 +111,15 @@ impl IntoResponse for ApiError {
             #[serde(skip_serializing_if = "Option::is_none")]
             field: Option<&'a str>,
             message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            leader: Option<&'a str>,
         }
         let body = Body {
             error: Inner {
                 code: self.code,
                 field: self.field.as_deref(),
                 message: &self.message,
+                leader: self.leader.as_deref(),
             },
         };
         (self.status, Json(body)).into_response()

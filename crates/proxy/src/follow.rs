@@ -39,8 +39,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// After the control plane refused the subscription (wrong token, unknown
 /// service), retrying soon cannot help.
 const REFUSED_WAIT: Duration = Duration::from_secs(10);
-/// A control plane that says nothing for this long is taken for gone.
-const SILENCE: Duration = Duration::from_secs(30);
+/// A control plane that says nothing for this long is taken for gone (it
+/// says `alive` every second).
+const SILENCE: Duration = Duration::from_secs(5);
 
 /// What the follower is to do.
 #[derive(Debug, Clone)]
@@ -438,6 +439,16 @@ impl Follower {
         }
     }
 
+    /// The leader's URL when `peer` does not lead and names another
+    /// process that does (a proxy embedded in a control plane stays with
+    /// it: it has no other way in).
+    fn leader_elsewhere(&self, leader: bool, url: Option<String>, peer: &str) -> Option<String> {
+        let url = url.filter(|_| !leader)?;
+        (url.trim_end_matches('/') != peer.trim_end_matches('/')
+            && matches!(self.config.links.first(), Some(Link::Remote { .. })))
+        .then_some(url)
+    }
+
     async fn session(&self, mut conn: Conn, shutdown: &mut watch::Receiver<bool>) -> End {
         let have = lock(&self.status.held)
             .iter()
@@ -473,10 +484,7 @@ impl Follower {
                             self.status.connected.store(true, Ordering::Relaxed);
                             self.metrics.fleet.connected.set(1);
                             tracing::info!(control_plane = %peer, name = %w.control_plane, leader = w.leader, services = ?w.services, "following the control plane");
-                            if let (false, Some(url)) = (w.leader, w.leader_url)
-                                && url.trim_end_matches('/') != peer.trim_end_matches('/')
-                                && matches!(self.config.links.first(), Some(Link::Remote { .. }))
-                            {
+                            if let Some(url) = self.leader_elsewhere(w.leader, w.leader_url, &peer) {
                                 break End::Leader(url);
                             }
                         }
@@ -484,6 +492,12 @@ impl Follower {
                             let answer = self.receive(&s, &peer);
                             if conn.tx.send(answer).await.is_err() {
                                 break End::Lost;
+                            }
+                        }
+                        ToProxy::Alive { leader, leader_url } => {
+                            if let Some(url) = self.leader_elsewhere(leader, leader_url, &peer) {
+                                tracing::info!(control_plane = %peer, leader = %url, "this control plane no longer leads; moving to the leader");
+                                break End::Leader(url);
                             }
                         }
                         ToProxy::Refused { code, message } => {

@@ -278,6 +278,34 @@ fn submit_error(e: SubmitError) -> ApiError {
             None,
             "the controller is shutting down",
         ),
+        SubmitError::NotLeader { leader } => {
+            let message = SubmitError::NotLeader {
+                leader: leader.clone(),
+            }
+            .to_string();
+            not_leader(message, leader)
+        }
+    }
+}
+
+/// 503 `not_leader`: another control-plane process leads; `error.leader`
+/// names its API when known, so clients can go there.
+fn not_leader(message: String, leader: Option<String>) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_leader", None, message).with_leader(leader)
+}
+
+/// A store error outside the controller (tokens): a write refused by the
+/// fencing term is `not_leader`, anything else an internal error.
+fn store_error(e: backout_store::StoreError) -> ApiError {
+    match &e {
+        backout_store::StoreError::Fenced { leader, .. } => {
+            let url = leader
+                .as_ref()
+                .map(|l| l.advertise.clone())
+                .filter(|u| !u.is_empty());
+            not_leader(e.to_string(), url)
+        }
+        _ => internal(e.to_string()),
     }
 }
 
@@ -892,7 +920,7 @@ async fn create_token(
         backout_store::StoreError::InvalidTokenName { .. } => {
             ApiError::invalid("name", e.to_string())
         }
-        other => internal(other.to_string()),
+        other => store_error(other),
     })?;
     Ok((
         StatusCode::CREATED,
@@ -931,7 +959,7 @@ async fn revoke_token(
             Some("name".into()),
             e.to_string(),
         ),
-        other => internal(other.to_string()),
+        other => store_error(other),
     })?;
     if revoked {
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -5,9 +5,16 @@
 //! to it through a [`ServiceHandle`]. State is a fold of the event log: on
 //! start each service folds its events, adopts the instances still running
 //! and reconciles the proxy to the folded state before taking requests.
+//!
+//! With several control-plane processes on one database (see [`election`]),
+//! only the leader's controllers act; a follower's fold the log as the
+//! leader writes it, serve the snapshots it stored, answer changes with
+//! "not the leader", and take over (fold, adopt, act) when this process
+//! wins the lease.
 
 pub(crate) mod clock;
 mod compose;
+pub mod election;
 mod liveness;
 pub mod log;
 mod notify;
@@ -24,9 +31,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use election::Lead;
 pub use notify::{Notifier, Payload};
 pub use service::{
-    ACK_DEADLINE_MS, ProxyView, ServiceView, Submission, SubmitError, Submitted, TICK,
+    ACK_DEADLINE_MS, ControlPlaneView, ProxyView, ServiceView, Submission, SubmitError, Submitted,
+    TICK,
 };
 
 use crate::driver::{self, Driver, DriverContext};
@@ -100,6 +109,10 @@ pub struct Controller {
     drivers: Vec<(String, Arc<dyn Driver>)>,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Keeps a lone control plane's standing open (a closed channel would
+    /// wake the loops for ever).
+    _alone: Option<watch::Sender<Lead>>,
+    lead: watch::Receiver<Lead>,
 }
 
 impl std::fmt::Debug for dyn Driver {
@@ -111,35 +124,49 @@ impl std::fmt::Debug for dyn Driver {
 impl Controller {
     /// Recovers every service from the log, adopts its instances and
     /// starts its loop. `fleet` must know every service.
+    ///
+    /// `lead` is this process's standing in an election; `None` leads
+    /// alone. A process that does not lead now starts its loops as a
+    /// follower: they recover when it wins.
     pub async fn start(
         store: Arc<dyn Store>,
         fleet: Arc<Fleet>,
         services: Vec<ManagedService>,
         data_dir: PathBuf,
+        lead: Option<watch::Receiver<Lead>>,
     ) -> Result<Controller, ControllerError> {
         let stop = CancellationToken::new();
-        let epoch = epoch(&store).await?;
+        let (alone, lead) = match lead {
+            Some(rx) => (None, rx),
+            None => {
+                let (tx, rx) = watch::channel(Lead::alone());
+                (Some(tx), rx)
+            }
+        };
+        let name = fleet.standing().name;
+        let epoch = epoch(&store, &lead).await?;
         let mut handles = BTreeMap::new();
         let mut tasks = Vec::new();
         let mut drivers = Vec::new();
         for managed in services {
             let spec = Arc::new(managed.spec);
-            let name = spec.name.clone();
+            let service = spec.name.clone();
             let driver_spec = spec
                 .driver
                 .as_ref()
-                .ok_or_else(|| ControllerError::NoDriver(name.clone()))?;
-            if !fleet.service_names().any(|s| *s == name) {
-                return Err(ControllerError::NotInFleet(name));
+                .ok_or_else(|| ControllerError::NoDriver(service.clone()))?;
+            if !fleet.service_names().any(|s| *s == service) {
+                return Err(ControllerError::NotInFleet(service));
             }
             let driver = driver::build(
                 driver_spec,
                 DriverContext {
                     data_dir: data_dir.clone(),
                     base_dir: managed.base_dir.clone(),
+                    gate: driver::Gate::of(lead.clone()),
                 },
             );
-            drivers.push((name.clone(), Arc::clone(&driver)));
+            drivers.push((service.clone(), Arc::clone(&driver)));
             let policy = policy_of(&spec);
             let (view_tx, view_rx) = watch::channel(Arc::new(empty_view(&spec, &*driver)));
             let mut actor = ServiceActor::new(
@@ -151,21 +178,30 @@ impl Controller {
                 driver,
                 Notifier::new(spec.notifications.clone()),
                 view_tx,
+                lead.clone(),
+                name.clone(),
             );
-            let folded = actor
-                .recover()
-                .await
-                .map_err(|detail| ControllerError::Recover {
-                    service: name.clone(),
-                    detail,
-                })?;
-            if folded.undecodable > 0 {
-                tracing::warn!(service = %name, count = folded.undecodable, "events written by a newer backout were skipped");
-            }
+            // Leading now: recover before the API serves, so a bad log
+            // fails the start. A follower catches up in its loop.
+            let recovered = if lead.borrow().acting() {
+                let folded = actor
+                    .recover()
+                    .await
+                    .map_err(|detail| ControllerError::Recover {
+                        service: spec.name.clone(),
+                        detail,
+                    })?;
+                if folded.undecodable > 0 {
+                    tracing::warn!(service = %spec.name, count = folded.undecodable, "events written by a newer backout were skipped");
+                }
+                true
+            } else {
+                false
+            };
             let (tx, rx) = mpsc::channel(64);
-            tasks.push(tokio::spawn(actor.run(rx, stop.clone())));
+            tasks.push(tokio::spawn(actor.main(rx, stop.clone(), recovered)));
             handles.insert(
-                name,
+                service,
                 ServiceHandle {
                     spec,
                     tx,
@@ -179,7 +215,14 @@ impl Controller {
             drivers,
             stop,
             tasks: std::sync::Mutex::new(tasks),
+            _alone: alone,
+            lead,
         })
+    }
+
+    /// This process's standing among control planes.
+    pub fn lead(&self) -> Lead {
+        self.lead.borrow().clone()
     }
 
     pub fn service(&self, name: &str) -> Option<&ServiceHandle> {
@@ -193,7 +236,9 @@ impl Controller {
     /// Stops the loops. With `stop_instances`, every instance the drivers
     /// run is stopped too (a clean `backout up` exit); without, they keep
     /// running for the next start to adopt.
+    /// A follower never stops anything: the instances are the leader's.
     pub async fn shutdown(&self, stop_instances: bool) {
+        let stop_instances = stop_instances && self.lead.borrow().acting();
         self.stop.cancel();
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
@@ -220,23 +265,50 @@ impl Controller {
 /// kept there: every snapshot carries it, so a proxy can tell a control
 /// plane that starts counting generations again on a fresh store from a
 /// stale one sending old generations.
-pub async fn epoch(store: &Arc<dyn Store>) -> Result<String, ControllerError> {
+///
+/// Only a leader may write it: a follower on a new database waits until
+/// the leader has (or until it wins the election itself).
+pub async fn epoch(
+    store: &Arc<dyn Store>,
+    lead: &watch::Receiver<Lead>,
+) -> Result<String, ControllerError> {
     const NAME: &str = "@fleet";
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || {
-        if let Some(s) = store.latest_snapshot(NAME)?
-            && let Some(e) = s.body["epoch"].as_str()
-        {
-            return Ok(e.to_string());
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+    let started = tokio::time::Instant::now();
+    loop {
+        let s = Arc::clone(store);
+        let acting = lead.borrow().acting();
+        let found = tokio::task::spawn_blocking(move || {
+            if let Some(snap) = s.latest_snapshot(NAME)?
+                && let Some(e) = snap.body["epoch"].as_str()
+            {
+                return Ok(Some(e.to_string()));
+            }
+            if !acting {
+                return Ok(None);
+            }
+            let epoch = format!("{:x}-{:016x}", clock::unix_ms(), fastrand::u64(..));
+            let seq = s.last_seq()?;
+            s.save_snapshot(NAME, seq, &serde_json::json!({ "epoch": epoch }))?;
+            Ok(Some(epoch))
+        })
+        .await
+        .map_err(|e| ControllerError::Epoch(e.to_string()))?;
+        match found {
+            Ok(Some(epoch)) => return Ok(epoch),
+            // Fenced: another process won the lease between our look at
+            // the standing and the write; it writes the epoch.
+            Ok(None) | Err(backout_store::StoreError::Fenced { .. }) => {}
+            Err(e) => return Err(ControllerError::Epoch(e.to_string())),
         }
-        let epoch = format!("{:x}-{:016x}", clock::unix_ms(), fastrand::u64(..));
-        let seq = store.last_seq()?;
-        store.save_snapshot(NAME, seq, &serde_json::json!({ "epoch": epoch }))?;
-        Ok(epoch)
-    })
-    .await
-    .map_err(|e| ControllerError::Epoch(e.to_string()))?
-    .map_err(|e: backout_store::StoreError| ControllerError::Epoch(e.to_string()))
+        if started.elapsed() > PATIENCE {
+            return Err(ControllerError::Epoch(format!(
+                "no process has led the control plane for {}s to create it; is the database reachable by the leader?",
+                PATIENCE.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// The spec's policy; a driver that fixes the replica count overrides the
@@ -268,5 +340,6 @@ fn empty_view(spec: &ServiceSpec, driver: &dyn Driver) -> ServiceView {
         instances: BTreeMap::new(),
         mttr: backout_rollout::MttrSummary::of(&[]),
         steps: Vec::new(),
+        control_plane: ControlPlaneView::default(),
     }
 }

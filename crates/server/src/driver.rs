@@ -244,6 +244,31 @@ pub struct DriverContext {
     /// The directory of the service file: relative `workdir`s and commands
     /// run from here.
     pub base_dir: PathBuf,
+    /// Whether this process may act on instances now. A supervisor asks
+    /// before it starts an exited replica again: a control plane that
+    /// lost the leadership (paused, then woken) must not start what the
+    /// new leader stopped.
+    pub gate: Gate,
+}
+
+/// See [`DriverContext::gate`].
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Option<tokio::sync::watch::Receiver<crate::controller::Lead>>);
+
+impl Gate {
+    /// Always open: a control plane that leads alone, or a one-off run.
+    pub fn open() -> Gate {
+        Gate(None)
+    }
+
+    /// Open while `lead` says this process acts.
+    pub fn of(lead: tokio::sync::watch::Receiver<crate::controller::Lead>) -> Gate {
+        Gate(Some(lead))
+    }
+
+    pub fn acting(&self) -> bool {
+        self.0.as_ref().is_none_or(|l| l.borrow().acting())
+    }
 }
 
 /// Starts and stops a version's instances on one kind of platform.
@@ -302,6 +327,11 @@ pub trait Driver: Send + Sync {
 
     /// Events about instances that nobody asked for (exits, restarts).
     fn subscribe(&self) -> broadcast::Receiver<DriverEvent>;
+
+    /// This process no longer leads: stop supervising and forget the
+    /// instances, but leave them running for the new leader to adopt.
+    /// Drivers that keep no watch over their instances have nothing to do.
+    fn release(&self) {}
 }
 
 /// The driver a service spec asks for.

@@ -23,6 +23,9 @@ use crate::controller::clock::unix_ms;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A proxy reports every second; one silent this long is gone.
 const SILENCE: Duration = Duration::from_secs(30);
+/// How often a subscription hears that its control plane is alive (and
+/// whether it leads).
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Who this control plane is, as proxies are told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +247,9 @@ pub async fn drive(
     });
     let mut sent: BTreeMap<String, (String, u64)> = BTreeMap::new();
     let mut published = fleet.published.subscribe();
+    let mut alive = tokio::time::interval(ALIVE_EVERY);
+    alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    alive.tick().await;
     let _: Option<()> = async {
         outgoing.send(welcome).await.ok()?;
         loop {
@@ -263,6 +269,13 @@ pub async fn drive(
             }
             tokio::select! {
                 changed = published.changed() => changed.ok()?,
+                _ = alive.tick() => {
+                    let standing = fleet.standing();
+                    outgoing.send(ToProxy::Alive {
+                        leader: standing.leader,
+                        leader_url: standing.leader_url,
+                    }).await.ok()?;
+                }
                 msg = tokio::time::timeout(SILENCE, incoming.recv()) => {
                     let msg = msg.ok()??;
                     let service = lock(&fleet.roster).receive(session, &msg, unix_ms());

@@ -34,6 +34,7 @@ fn driver(dir: &Path, hooks: &str) -> HooksDriver {
         DriverContext {
             data_dir: dir.join("data"),
             base_dir: dir.to_path_buf(),
+            gate: backout_server::driver::Gate::open(),
         },
     )
 }

@@ -44,7 +44,7 @@ mod token;
 pub use error::{BoxError, Location, StoreError};
 pub use event::{Appended, EventLog, NewEvent, StoredEvent};
 pub use lease::{Candidate, Leadership, LeaseInfo, Leases, MAX_TTL};
-pub use open::{is_postgres_url, open};
+pub use open::{is_postgres_url, open, redact};
 pub use pg::{PG_SCHEMA_VERSION, PgOptions, PgStore};
 pub use snapshot::{Snapshot, Snapshots};
 pub use sqlite::{Options, SCHEMA_VERSION, SqliteStore};

@@ -47,7 +47,7 @@ pub fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 /// `location` with any password replaced by `***`: in the user-info part
 /// (`scheme://user:secret@host`) and in a `password=` query parameter.
-pub(crate) fn redact(location: &str) -> String {
+pub fn redact(location: &str) -> String {
     let mut out = location.to_owned();
     if let Some(start) = out.find("://").map(|i| i + 3) {
         let authority_end = out[start..]

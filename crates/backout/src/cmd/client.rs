@@ -13,7 +13,10 @@ use serde_json::{Value as Json, json};
 /// Where the API is and who we are.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Remote {
-    /// The API of a running `backout up`.
+    /// The API of a running `backout up`; several, comma-separated, for
+    /// control planes that share a database: the first that answers is
+    /// used, and a follower's "not the leader" sends the request on to
+    /// the leader it names.
     #[arg(
         long,
         global = true,
@@ -36,6 +39,19 @@ pub struct Remote {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+}
+
+/// Why one attempt at one control plane failed.
+enum Failure {
+    /// It answered: that is the answer.
+    Answered(miette::Report),
+    /// It does not lead; the leader's URL when it named one.
+    NotLeader {
+        error: miette::Report,
+        leader: Option<String>,
+    },
+    /// It could not be reached: try the next one.
+    Unreachable(miette::Report),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,19 +87,64 @@ impl Remote {
         runtime.block_on(self.call_async(method, path, body))
     }
 
+    /// The control planes to try, in order.
+    fn servers(&self) -> Vec<String> {
+        self.server
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     async fn call_async(&self, method: &str, path: &str, body: Option<Json>) -> Result<Json> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .into_diagnostic()?;
-        let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let method: reqwest::Method = method.parse().into_diagnostic()?;
+        let mut queue: std::collections::VecDeque<String> = self.servers().into();
+        let mut tried: Vec<String> = Vec::new();
+        let mut last = None;
+        while let Some(server) = queue.pop_front() {
+            if tried.contains(&server) {
+                continue;
+            }
+            tried.push(server.clone());
+            match self
+                .call_one(&client, &server, method.clone(), path, body.clone())
+                .await
+            {
+                Ok(value) => return Ok(value),
+                Err(Failure::Answered(e)) => return Err(e),
+                Err(Failure::NotLeader { error, leader }) => {
+                    if let Some(url) = leader {
+                        queue.push_front(url.trim_end_matches('/').to_string());
+                    }
+                    last = Some(error);
+                }
+                Err(Failure::Unreachable(e)) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| miette!("no API given: set --server or BACKOUT_SERVER")))
+    }
+
+    /// One attempt against one control plane.
+    async fn call_one(
+        &self,
+        client: &reqwest::Client,
+        server: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Json>,
+    ) -> std::result::Result<Json, Failure> {
+        let url = format!("{server}{path}");
         let mutation = [
             reqwest::Method::POST,
             reqwest::Method::PUT,
             reqwest::Method::PATCH,
         ]
         .contains(&method);
+        let safe = method == reqwest::Method::GET || method == reqwest::Method::HEAD;
         let mut request = client.request(method, &url);
         if let Some(token) = self.token() {
             request = request.bearer_auth(token);
@@ -98,10 +159,16 @@ impl Remote {
             None => {}
         }
         let response = request.send().await.map_err(|e| {
-            miette!(
-                "cannot reach the backout API at {}: {e}\nis `backout up` running? (set --server or BACKOUT_SERVER)",
-                self.server
-            )
+            let error = miette!(
+                "cannot reach the backout API at {server}: {e}\nis `backout up` running? (set --server or BACKOUT_SERVER)"
+            );
+            // Another control plane may take a request that never left;
+            // one that may have reached this one could be applied twice.
+            if e.is_connect() || safe {
+                Failure::Unreachable(error)
+            } else {
+                Failure::Answered(error)
+            }
         })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
@@ -118,7 +185,14 @@ impl Remote {
             } else {
                 ""
             };
-            return Err(miette!("{status}: {message}{field}{hint}"));
+            let error = miette!("{status}: {message}{field}{hint}");
+            if e["code"] == "not_leader" {
+                return Err(Failure::NotLeader {
+                    error,
+                    leader: e["leader"].as_str().map(str::to_owned),
+                });
+            }
+            return Err(Failure::Answered(error));
         }
         Ok(value)
     }
@@ -692,6 +766,19 @@ pub fn render_status(v: &Json) -> String {
         "{name}: stable {}",
         st["stable"].as_str().unwrap_or("(none yet)")
     );
+    // Only with several control planes (a lone one has no term).
+    let cp = &v["control_plane"];
+    if cp["term"].as_i64().unwrap_or(0) > 0 || cp["leading"] == false {
+        let who = cp["name"].as_str().unwrap_or("?");
+        let _ = match (cp["leading"].as_bool(), cp["leader_url"].as_str()) {
+            (Some(true), _) => writeln!(out, "  control plane  {who} leads (term {})", cp["term"]),
+            (_, Some(url)) => writeln!(
+                out,
+                "  control plane  {who} follows the leader at {url} (this view may be a moment behind)"
+            ),
+            _ => writeln!(out, "  control plane  {who} follows; no leader right now"),
+        };
+    }
     let route = &st["route"];
     if !route.is_null() {
         let w = route["weight"].as_f64().unwrap_or(0.0);

@@ -123,6 +123,7 @@ async fn demo(args: &Args, data: &Path) -> miette::Result<ExitCode> {
                 base_dir: PathBuf::from("."),
             }],
             data.to_path_buf(),
+            None,
         )
         .await
         .map_err(|e| miette!("{e}"))?,

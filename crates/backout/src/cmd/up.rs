@@ -2,6 +2,11 @@
 //! log — for the services in the given files, with a proxy embedded that
 //! follows it like any other (`--no-proxy` leaves the data plane to
 //! `backout proxy --control-plane` processes).
+//!
+//! With `--store postgres://…` several `backout up` share one database:
+//! they elect a leader (see `backout_server::controller::election`), the
+//! leader acts, the others serve reads and snapshots and take over when it
+//! dies.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,11 +16,11 @@ use std::sync::Arc;
 use backout_proxy::follow::{FollowConfig, Link, StateDir};
 use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_server::api::{self, ApiState};
-use backout_server::controller::{Controller, ManagedService};
+use backout_server::controller::{Controller, ManagedService, election};
 use backout_server::fleet::{Fleet, Standing};
 use backout_server::ofrep::{self, events::StoreEventLog};
 use backout_spec::ServiceSpec;
-use backout_store::{Role, SqliteStore, Store};
+use backout_store::{Candidate, Role, Store, StoreError};
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, WrapErr, miette};
 
@@ -37,7 +42,28 @@ pub struct Args {
     /// Event log, instance logs and the local admin token live here.
     #[arg(long, default_value = "backout-data", env = "BACKOUT_DATA")]
     data: PathBuf,
-    /// Leave the instances running on exit (the next `up` adopts them).
+    /// Where the event log, snapshots and tokens are kept: a SQLite file
+    /// (default DATA/backout.db) or a PostgreSQL URL
+    /// (postgres://USER@HOST:PORT/DATABASE). Several `backout up` on one
+    /// PostgreSQL database elect a leader; the others follow and take over
+    /// within seconds when it dies.
+    #[arg(
+        long,
+        value_name = "LOCATION",
+        env = "BACKOUT_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
+    /// This process's API as others should reach it (told to proxies and
+    /// CLIs while it leads). Default: the scheme and --api address.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// This process's name among control planes (unique per running
+    /// process). Default: host name and process id.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Leave the instances running on exit (the next `up` adopts them; with
+    /// several `backout up` on PostgreSQL, the next leader does).
     #[arg(long)]
     keep_instances: bool,
     /// Data-plane worker threads (0: one per core).
@@ -90,23 +116,39 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 /// Opens the store, and on first use creates an admin token for the local
 /// CLI in `DATA/admin.token` (readable by this user only).
 pub fn open_store(data: &Path) -> miette::Result<(Arc<dyn Store>, Option<PathBuf>)> {
+    let store = open_location(data, None)?;
+    let token = first_token(&store, data)?;
+    Ok((store, token))
+}
+
+/// Opens the store at `location` (default: `DATA/backout.db`).
+fn open_location(data: &Path, location: Option<&str>) -> miette::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(data)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot create the data directory {}", data.display()))?;
-    let store = SqliteStore::open(data.join("backout.db"))
+    let default = data.join("backout.db").to_string_lossy().into_owned();
+    backout_store::open(location.unwrap_or(&default))
         .map_err(|e| miette!("{e}"))
-        .wrap_err("cannot open the event log")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+        .wrap_err("cannot open the event log (--store)")
+}
+
+/// On a store without tokens, creates the admin token in
+/// `DATA/admin.token`. Another process on the same database may do it
+/// first, and a follower may not write at all: then this one has none.
+fn first_token(store: &Arc<dyn Store>, data: &Path) -> miette::Result<Option<PathBuf>> {
     let token_file = data.join("admin.token");
     let tokens = store.list_tokens().map_err(|e| miette!("{e}"))?;
-    if tokens.is_empty() {
-        let secret = store
-            .create_token("admin", Role::Admin, super::client::now_ms())
-            .map_err(|e| miette!("{e}"))?;
-        write_private(&token_file, &secret)?;
-        return Ok((store, Some(token_file)));
+    if !tokens.is_empty() {
+        return Ok(None);
     }
-    Ok((store, None))
+    match store.create_token("admin", Role::Admin, super::client::now_ms()) {
+        Ok(secret) => {
+            write_private(&token_file, &secret)?;
+            Ok(Some(token_file))
+        }
+        Err(StoreError::TokenExists { .. } | StoreError::Fenced { .. }) => Ok(None),
+        Err(e) => Err(miette!("{e}")),
+    }
 }
 
 pub(crate) fn write_private(path: &Path, secret: &str) -> miette::Result<()> {
@@ -126,7 +168,51 @@ pub(crate) fn write_private(path: &Path, secret: &str) -> miette::Result<()> {
 }
 
 async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitCode> {
-    let (store, new_token) = open_store(&args.data)?;
+    let store = open_location(&args.data, args.store.as_deref())?;
+    let shared = args
+        .store
+        .as_deref()
+        .is_some_and(backout_store::is_postgres_url);
+    let name = args.name.clone().unwrap_or_else(holder_name);
+    let scheme = args.api_listener.scheme();
+    // Bound first: the advertised URL must be the real one (port 0 picks
+    // one), and a follower serves reads while it waits to lead.
+    let listener = tokio::net::TcpListener::bind(args.api)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot listen on {} for the API", args.api))?;
+    let api_addr = listener.local_addr().into_diagnostic()?;
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{api_addr}"));
+    // On a shared database the first campaign comes before any write, so
+    // every write of this process is fenced from the start.
+    let stop_election = tokio_util::sync::CancellationToken::new();
+    let election = if shared {
+        let e = election::start(
+            Arc::clone(&store),
+            Candidate::new(name.clone(), advertise.clone()),
+            stop_election.clone(),
+        )
+        .await;
+        let lead = e.lead.borrow().clone();
+        match (lead.leading, &lead.leader) {
+            (true, _) => println!(
+                "backout: {name} leads the control plane (term {})",
+                lead.term
+            ),
+            (false, Some(l)) => println!(
+                "backout: {name} follows {} (term {}, API {}); it takes over if the leader goes",
+                l.holder, l.term, l.advertise
+            ),
+            (false, None) => println!("backout: {name} waits for an election"),
+        }
+        Some(e)
+    } else {
+        None
+    };
+    let new_token = first_token(&store, &args.data)?;
     let flags = match &args.flags {
         Some(file) => {
             let log = Arc::new(StoreEventLog::new(Arc::clone(&store)));
@@ -142,11 +228,15 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
     let fleet = Fleet::new(
         names.clone(),
         Standing {
-            name: holder_name(),
-            leader: true,
-            leader_url: None,
+            name: name.clone(),
+            leader: election.as_ref().is_none_or(|e| e.lead.borrow().acting()),
+            leader_url: election.as_ref().and_then(|e| e.lead.borrow().leader_url()),
         },
     );
+    let lead = election.as_ref().map(|e| e.lead.clone());
+    if let Some(lead) = &lead {
+        election::tell_fleet(lead.clone(), Arc::clone(&fleet), name.clone());
+    }
     let specs: Vec<ServiceSpec> = managed.iter().map(|m| m.spec.clone()).collect();
     let proxy = if args.no_proxy {
         None
@@ -158,6 +248,7 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         Arc::clone(&fleet),
         managed,
         args.data.clone(),
+        lead,
     )
     .await
     .map_err(|e| miette!("{e}"))?;
@@ -172,12 +263,6 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
     let api_settings = args
         .api_listener
         .settings(backout_listen::ErrorStyle::Api)?;
-    let scheme = args.api_listener.scheme();
-    let listener = tokio::net::TcpListener::bind(args.api)
-        .await
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot listen on {} for the API", args.api))?;
-    let api_addr = listener.local_addr().into_diagnostic()?;
     match &proxy {
         Some(proxy) => {
             for (requested, bound) in &proxy.listeners {
@@ -197,10 +282,15 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
             names.join(", ")
         ),
     }
-    println!(
-        "backout: API on {scheme}://{api_addr}/api/v1 (event log: {}/backout.db)",
-        args.data.display()
-    );
+    let log_at = match &args.store {
+        Some(s) if shared => format!(
+            "PostgreSQL, shared with other control planes: {}",
+            backout_store::redact(s)
+        ),
+        Some(s) => s.clone(),
+        None => format!("{}/backout.db", args.data.display()),
+    };
+    println!("backout: API on {scheme}://{api_addr}/api/v1 (event log: {log_at})");
     if let Some(file) = &args.flags {
         println!(
             "backout: flags from {} at {scheme}://{api_addr}/ofrep/v1 (management at /api/v1/flags)",
@@ -226,6 +316,12 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         s.save_usage();
     }
     controller.shutdown(!args.keep_instances).await;
+    // Resigned only once this process has stopped acting: a follower
+    // that takes over at once finds nothing half-done here.
+    stop_election.cancel();
+    if let Some(e) = election {
+        e.finished().await;
+    }
     if let Some(proxy) = proxy {
         proxy.shutdown().await;
     }

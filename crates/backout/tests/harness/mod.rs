@@ -122,7 +122,10 @@ impl Up {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.api_port)).is_ok() {
+            // Answering, not only bound: the listener is bound before the
+            // store is set up (its address is advertised to other control
+            // planes), and the admin token is written after that.
+            if http_get(self.api_port, "/healthz").is_some() {
                 break;
             }
             assert!(
@@ -132,10 +135,24 @@ impl Up {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.token = std::fs::read_to_string(self.data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        // A second control plane on a shared database finds the tokens
+        // made by the first and writes none of its own.
+        if let Ok(t) = std::fs::read_to_string(self.data.join("admin.token")) {
+            self.token = t.trim().to_string();
+        }
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill -{signal} failed");
+        }
     }
 
     pub fn log(&self) -> String {
@@ -435,6 +452,43 @@ impl Drop for Load {
             let _ = t.join();
         }
     }
+}
+
+/// A new, empty PostgreSQL database on the test server
+/// (`BACKOUT_TEST_POSTGRES`, started by scripts/test), as a URL; `None`
+/// (with a notice) when no server is configured, unless
+/// `BACKOUT_TEST_STRICT=1` forbids skipping.
+pub fn fresh_postgres(prefix: &str) -> Option<String> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let admin = match std::env::var("BACKOUT_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("BACKOUT_TEST_STRICT").as_deref() != Ok("1"),
+                "BACKOUT_TEST_POSTGRES is not set; scripts/test starts a PostgreSQL server"
+            );
+            eprintln!("skipped: BACKOUT_TEST_POSTGRES is not set (scripts/test starts a server)");
+            return None;
+        }
+    };
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |i| after_scheme + i);
+    Some(format!("{}/{name}{query}", &base[..host_end]))
 }
 
 pub fn exists(p: &Path) -> bool {

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::unix_ms;
 use super::compose::{Composed, compose};
+use super::election::Lead;
 use super::liveness::LivenessRestarts;
 use super::log::{self, Folded, INSTANCES};
 use super::notify::Notifier;
@@ -50,6 +51,8 @@ const JUDGE_CHECKPOINT_TICKS: u64 = 5;
 /// A route change is done when every connected proxy serves it; one that
 /// has not acknowledged it by then is reported as lagging, not waited for.
 pub const ACK_DEADLINE_MS: i64 = 5_000;
+/// How often a follower folds what the leader logged.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// A request to change a service, as the API makes it.
 #[derive(Debug, Clone)]
@@ -82,6 +85,19 @@ pub enum SubmitError {
     Store(String),
     #[error("the controller of this service has stopped")]
     Stopped,
+    /// Another control-plane process leads (or none does right now): only
+    /// the leader changes services.
+    #[error("{}", not_leader_message(.leader))]
+    NotLeader { leader: Option<String> },
+}
+
+fn not_leader_message(leader: &Option<String>) -> String {
+    match leader {
+        Some(url) => format!(
+            "this control-plane process does not lead; the leader's API is {url}: send the request there (the CLI does when given several --server URLs)"
+        ),
+        None => "this control-plane process does not lead and no leader is known right now (an election is under way, or the database cannot be reached); try again in a few seconds".to_string(),
+    }
 }
 
 /// Everything the API shows about a service, published after every change.
@@ -102,6 +118,23 @@ pub struct ServiceView {
     pub mttr: MttrSummary,
     /// Step labels of the strategy, in order.
     pub steps: Vec<String>,
+    /// Which control-plane process answers, and whether it leads.
+    pub control_plane: ControlPlaneView,
+}
+
+/// The control-plane process that published a view.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ControlPlaneView {
+    /// Its name among control planes (its lease holder name).
+    pub name: String,
+    /// It leads (acts on the service); a follower shows what the leader
+    /// logged.
+    pub leading: bool,
+    /// The fencing term it won last (0 alone, or never).
+    pub term: i64,
+    /// The leader's API when another process leads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
 }
 
 /// The data plane as the control plane sees it: the snapshot it
@@ -216,6 +249,10 @@ pub(super) struct ServiceActor {
     liveness: LivenessRestarts,
     done_tx: mpsc::UnboundedSender<DriverDone>,
     done_rx: mpsc::UnboundedReceiver<DriverDone>,
+    /// This process's standing: only a leader writes and acts.
+    lead: watch::Receiver<Lead>,
+    /// This process's name among control planes.
+    process_name: String,
 }
 
 impl ServiceActor {
@@ -229,6 +266,8 @@ impl ServiceActor {
         driver: Arc<dyn Driver>,
         notifier: Notifier,
         view: watch::Sender<Arc<ServiceView>>,
+        lead: watch::Receiver<Lead>,
+        process_name: String,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let liveness = liveness_policy(&spec);
@@ -257,6 +296,35 @@ impl ServiceActor {
             liveness,
             done_tx,
             done_rx,
+            lead,
+            process_name,
+        }
+    }
+
+    /// Whether this process may write and act now.
+    fn acting(&self) -> bool {
+        self.lead.borrow().acting()
+    }
+
+    fn not_leader(&self) -> SubmitError {
+        SubmitError::NotLeader {
+            leader: self.lead.borrow().leader_url(),
+        }
+    }
+
+    /// A write the store refused because another process leads: this one
+    /// must stop acting at once, whatever its election loop thinks yet.
+    fn fenced(&self, e: &backout_store::StoreError) -> SubmitError {
+        tracing::warn!(service = %self.name, "{e}");
+        match e {
+            backout_store::StoreError::Fenced { leader, .. } => SubmitError::NotLeader {
+                leader: leader
+                    .as_ref()
+                    .map(|l| l.advertise.clone())
+                    .filter(|u| !u.is_empty())
+                    .or_else(|| self.lead.borrow().leader_url()),
+            },
+            _ => self.not_leader(),
         }
     }
 
@@ -372,6 +440,9 @@ impl ServiceActor {
     /// restart judges from nothing, as the first start did).
     async fn save_analysis(&self) {
         let Some(a) = &self.analysis else { return };
+        if !self.acting() {
+            return;
+        }
         let body = serde_json::json!({
             "v": 1,
             "config": serde_json::to_value(&self.spec.analysis).unwrap_or_default(),
@@ -417,11 +488,136 @@ impl ServiceActor {
         }
     }
 
-    pub(super) async fn run(
+    /// The service's loop for the life of the process: follow while
+    /// another process leads, take over when this one wins, act until it
+    /// loses, step down, and so on. `recovered`: the state was already
+    /// folded because this process led at start.
+    pub(super) async fn main(
         mut self,
         mut requests: mpsc::Receiver<Request>,
         stop: CancellationToken,
+        recovered: bool,
     ) {
+        let mut recovered = recovered;
+        loop {
+            if !recovered {
+                if !self.follow(&mut requests, &stop).await {
+                    return;
+                }
+                if let Err(e) = self.take_over().await {
+                    tracing::error!(service = %self.name, error = %e, "cannot take over the service; following again");
+                    self.step_down();
+                    continue;
+                }
+            }
+            recovered = false;
+            if !self.run(&mut requests, &stop).await {
+                return;
+            }
+            self.step_down();
+        }
+    }
+
+    /// While another process leads: the state is the log as the leader
+    /// writes it, folded a few times a second; proxies that connect here
+    /// get the snapshot the leader stored last; changes are answered with
+    /// where the leader is. Returns true once this process leads, false
+    /// when it stops.
+    async fn follow(
+        &mut self,
+        requests: &mut mpsc::Receiver<Request>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut lead = self.lead.clone();
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.acting() {
+                return true;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                req = requests.recv() => match req {
+                    Some(Request::Submit(_, reply)) => {
+                        let _ = reply.send(Err(self.not_leader()));
+                    }
+                    None => return false,
+                },
+                changed = lead.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+                // Operations started before a step-down end here; the new
+                // leader owns their outcome.
+                Some(_) = self.done_rx.recv() => {}
+                _ = tick.tick() => {
+                    if let Err(e) = self.catch_up().await {
+                        tracing::warn!(service = %self.name, error = %e, "cannot read the leader's log");
+                    }
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    /// Folds what the leader appended since the last look, and serves its
+    /// newest stored snapshot.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        self.restore_snapshot().await;
+        let mut folded = Folded::default();
+        loop {
+            let (store, name, after) = (Arc::clone(&self.store), self.name.clone(), self.seq);
+            let page = tokio::task::spawn_blocking(move || store.read_service(&name, after, 2000))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            self.seq = last.seq;
+            log::fold(&mut self.state, &page, &self.policy, &mut folded);
+        }
+        Ok(())
+    }
+
+    /// This process won the lease: everything is taken from the log again
+    /// (what the follower folded may be behind by the last writes of the
+    /// old leader), the instances the old leader ran are adopted, and the
+    /// loop acts from there.
+    async fn take_over(&mut self) -> Result<(), String> {
+        let term = self.lead.borrow().term;
+        self.state = ServiceState::new(&self.name);
+        self.seq = 0;
+        self.published = None;
+        let folded = self.recover().await?;
+        tracing::info!(service = %self.name, term, seq = folded.seq, "took over the service as the leader");
+        Ok(())
+    }
+
+    /// This process no longer leads: it stops acting on the service at
+    /// once. Instances run on (the driver lets go of them without stopping
+    /// them) for the new leader to adopt.
+    fn step_down(&mut self) {
+        tracing::warn!(service = %self.name, "no longer the leader: stopped acting; the instances run on for the new leader");
+        self.driver.release();
+        self.running.clear();
+        self.in_flight.clear();
+        self.deploy_failed_ms.clear();
+        self.analysis = None;
+        self.pending_route = None;
+        self.liveness = liveness_policy(&self.spec);
+        for w in std::mem::take(&mut self.waiting) {
+            let _ = w.reply.send(w.result);
+        }
+        self.publish();
+    }
+
+    /// Acts on the service while this process leads. Returns true when it
+    /// lost the leadership, false when it stops.
+    async fn run(
+        &mut self,
+        requests: &mut mpsc::Receiver<Request>,
+        stop: &CancellationToken,
+    ) -> bool {
         let mut events = self.driver.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -429,10 +625,14 @@ impl ServiceActor {
             Some(rx) => rx,
             None => tokio::sync::watch::channel(0).1,
         };
+        let mut lead = self.lead.clone();
         self.reconcile().await;
-        loop {
+        let lost = loop {
+            if !self.acting() {
+                break true;
+            }
             tokio::select! {
-                () = stop.cancelled() => break,
+                () = stop.cancelled() => break false,
                 req = requests.recv() => match req {
                     Some(Request::Submit(sub, reply)) => {
                         let result = self.process(sub.input, &sub.actor, sub.reason.as_deref(), sub.key.as_deref(), Vec::new()).await;
@@ -451,8 +651,13 @@ impl ServiceActor {
                             let _ = reply.send(result);
                         }
                     }
-                    None => break,
+                    None => break false,
                 },
+                changed = lead.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                }
                 changed = fleet.changed() => {
                     if changed.is_err() {
                         continue;
@@ -479,10 +684,11 @@ impl ServiceActor {
                 }
             }
             self.answer_waiting();
-        }
+        };
         for w in std::mem::take(&mut self.waiting) {
             let _ = w.reply.send(w.result);
         }
+        lost
     }
 
     /// Sends the answers held for a route change once it is served (or
@@ -515,7 +721,7 @@ impl ServiceActor {
     async fn internal(&mut self, input: Input, extra: Vec<NewEvent>) -> Option<Submitted> {
         match self.process(input, "controller", None, None, extra).await {
             Ok(s) => Some(s),
-            Err(SubmitError::Rejected(_)) => None,
+            Err(SubmitError::Rejected(_) | SubmitError::NotLeader { .. }) => None,
             Err(e) => {
                 tracing::warn!(service = %self.name, error = %e, "input not recorded; retried on the next tick");
                 None
@@ -562,12 +768,17 @@ impl ServiceActor {
                 notices: Vec::new(),
             });
         }
+        if !self.acting() {
+            return Err(self.not_leader());
+        }
         let batch = log::batch(&self.name, &env, key.as_deref(), &input, &actions, extra);
         let store = Arc::clone(&self.store);
-        let appended = tokio::task::spawn_blocking(move || store.append(batch))
-            .await
-            .map_err(|e| SubmitError::Store(e.to_string()))?
-            .map_err(|e| SubmitError::Store(e.to_string()))?;
+        let appended = match tokio::task::spawn_blocking(move || store.append(batch)).await {
+            Ok(Ok(appended)) => appended,
+            Ok(Err(e)) if e.is_fenced() => return Err(self.fenced(&e)),
+            Ok(Err(e)) => return Err(SubmitError::Store(e.to_string())),
+            Err(e) => return Err(SubmitError::Store(e.to_string())),
+        };
         let Some(first) = appended.first() else {
             return Err(SubmitError::Store("the log returned nothing".into()));
         };
@@ -616,6 +827,9 @@ impl ServiceActor {
     }
 
     async fn append_facts(&mut self, events: Vec<NewEvent>) {
+        if !self.acting() {
+            return;
+        }
         let store = Arc::clone(&self.store);
         match tokio::task::spawn_blocking(move || store.append(events)).await {
             Ok(Ok(a)) => {
@@ -794,6 +1008,9 @@ impl ServiceActor {
         }
         self.liveness.retain(|id| known.contains(id));
         for (version, inst, why) in restart {
+            if !self.acting() {
+                break;
+            }
             let reason = format!("instance {} ({}) {why}", inst.id, inst.endpoint);
             let decision = NewEvent::new(
                 &self.name,
@@ -864,6 +1081,9 @@ impl ServiceActor {
     }
 
     fn reconcile_instances(&mut self) {
+        if !self.acting() {
+            return;
+        }
         let now = unix_ms();
         let desired = self.state.instances.clone();
         for (version, replicas) in desired {
@@ -956,7 +1176,7 @@ impl ServiceActor {
                 r.endpoint(&self.name, v, e, now).map(|h| h.available)
             })
         });
-        if previous == Some(&config) {
+        if previous == Some(&config) || !self.acting() {
             return;
         }
         let route_changed = previous.map(|p| &p.route) != Some(&config.route);
@@ -1310,6 +1530,15 @@ impl ServiceActor {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            control_plane: {
+                let lead = self.lead.borrow();
+                ControlPlaneView {
+                    name: self.process_name.clone(),
+                    leading: lead.acting(),
+                    term: lead.term,
+                    leader_url: lead.leader_url(),
+                }
+            },
         };
         self.view.send_replace(Arc::new(view));
     }

@@ -56,6 +56,7 @@ struct Shared {
     run_dir: PathBuf,
     state: Mutex<State>,
     events: broadcast::Sender<DriverEvent>,
+    gate: super::Gate,
 }
 
 /// `(service, version)`.
@@ -106,6 +107,7 @@ impl ProcessDriver {
                 run_dir: ctx.data_dir.join("run"),
                 state: Mutex::new(State::default()),
                 events: event_channel(),
+                gate: ctx.gate,
             }),
         }
     }
@@ -319,6 +321,18 @@ impl Driver for ProcessDriver {
 
     fn subscribe(&self) -> broadcast::Receiver<DriverEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Ends the supervisors, as a crash would, and empties the table: a
+    /// replica that exits from now on is the new leader's to restart.
+    fn release(&self) {
+        let mut state = self.shared.lock();
+        for v in std::mem::take(&mut state.versions).into_values() {
+            for r in v.replicas.into_values() {
+                r.task.abort();
+            }
+        }
+        state.ports.clear();
     }
 }
 

@@ -218,6 +218,7 @@ fn run_against(
             DriverContext {
                 data_dir: data_dir.clone(),
                 base_dir,
+                gate: backout_server::driver::Gate::open(),
             },
         );
         let mut req = DeployRequest::new(&spec.name, &a.against, 1);

@@ -141,7 +141,15 @@ pub(super) async fn run(
             }
             Phase::Down { retry_at } => {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(retry_at) => sup.start().await.0,
+                    _ = tokio::time::sleep_until(retry_at) => {
+                        if !sup.shared.gate.acting() {
+                            // This process no longer leads: the replica is
+                            // the new leader's to start, or not.
+                            tracing::warn!(service = %sup.req.service, version = %sup.req.version, replica = sup.replica, "not starting the exited replica again: this process no longer leads");
+                            return;
+                        }
+                        sup.start().await.0
+                    }
                     command = commands.recv() => match command {
                         None => return,
                         Some(Command::Stop(reply)) => {
