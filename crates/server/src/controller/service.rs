@@ -253,6 +253,10 @@ pub(super) struct ServiceActor {
     lead: watch::Receiver<Lead>,
     /// This process's name among control planes.
     process_name: String,
+    /// A term in which the store refused a write: another process took
+    /// over, whatever this one's election loop believes yet.
+    /// -1: none.
+    deposed: std::sync::atomic::AtomicI64,
 }
 
 impl ServiceActor {
@@ -298,12 +302,14 @@ impl ServiceActor {
             done_rx,
             lead,
             process_name,
+            deposed: std::sync::atomic::AtomicI64::new(-1),
         }
     }
 
     /// Whether this process may write and act now.
     fn acting(&self) -> bool {
-        self.lead.borrow().acting()
+        let lead = self.lead.borrow();
+        lead.acting() && self.deposed.load(std::sync::atomic::Ordering::Relaxed) != lead.term
     }
 
     fn not_leader(&self) -> SubmitError {
@@ -316,6 +322,9 @@ impl ServiceActor {
     /// must stop acting at once, whatever its election loop thinks yet.
     fn fenced(&self, e: &backout_store::StoreError) -> SubmitError {
         tracing::warn!(service = %self.name, "{e}");
+        let term = self.lead.borrow().term;
+        self.deposed
+            .store(term, std::sync::atomic::Ordering::Relaxed);
         match e {
             backout_store::StoreError::Fenced { leader, .. } => SubmitError::NotLeader {
                 leader: leader
@@ -835,6 +844,9 @@ impl ServiceActor {
             Ok(Ok(a)) => {
                 self.seq = a.iter().map(|a| a.event.seq).max().unwrap_or(self.seq);
             }
+            Ok(Err(e)) if e.is_fenced() => {
+                self.fenced(&e);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(service = %self.name, error = %e, "could not record a fact")
             }
@@ -1193,6 +1205,10 @@ impl ServiceActor {
             tokio::task::spawn_blocking(move || store.save_snapshot(&name, seq, &body)).await;
         match saved {
             Ok(Ok(())) => {}
+            Ok(Err(e)) if e.is_fenced() => {
+                self.fenced(&e);
+                return;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(service = %self.name, error = %e, "cannot store the new snapshot, so it is not published; tried again on the next tick");
                 return;
