@@ -212,10 +212,11 @@ fn a_paused_leader_wakes_up_fenced() {
     let body: Json = serde_json::from_str(&answer.1).unwrap();
     assert_eq!(body["error"]["code"], "not_leader", "{body:#}");
     assert_eq!(body["error"]["leader"], b.api.as_str(), "{body:#}");
-    let s = a.wait_for("a to follow b", 10, |s| {
-        s["control_plane"]["leading"] == false && s["state"]["stable"] == "v2"
+    a.wait_for("a to follow b and show what b did", 10, |s| {
+        s["control_plane"]["leading"] == false
+            && s["control_plane"]["leader_url"] == b.api.as_str()
+            && s["state"]["stable"] == "v2"
     });
-    assert_eq!(s["control_plane"]["leader_url"], b.api.as_str());
     assert!(
         a.log().contains("lost the leadership") || a.log().contains("no longer the leader"),
         "{}",
