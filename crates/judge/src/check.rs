@@ -62,6 +62,14 @@ pub struct Context {
     /// The baseline was in an incident as of the previous tick (known
     /// before this tick's data, so bets may depend on it).
     pub incident: bool,
+    /// The judge's warm-up phase lasts this tick (decided from earlier
+    /// ticks, see [`crate::warmup`]): relative checks bet only against
+    /// gross regressions, request guards wait.
+    pub warming: bool,
+    /// While the phase lasts beyond the checks' own warm-up: how far back
+    /// to the baseline the canary has come (0–1) and the latest the phase
+    /// ends (s).
+    pub recovering: Option<(f64, f64)>,
 }
 
 /// One check's account of the current tick: enough to recompute the
@@ -234,22 +242,28 @@ impl Check {
     /// returns the bet it placed and reports once its pool has been
     /// compounded ([`Check::report`]).
     ///
-    /// During the warm-up a sequential check places no bet, but it does
-    /// remember the tick for *sizing* its first bets: the warm-up keeps
-    /// a cold start from counting as evidence, and a bet sized from data
+    /// During the warm-up a sequential check places no bet against the
+    /// tolerance line, but it does remember the tick for *sizing* its
+    /// first bets: the warm-up keeps a cold start from counting as
+    /// evidence, and a bet sized from data
     /// that came before it is still a predictable bet, so it keeps the
     /// e-process valid whatever that data was. If the warm-up held a cold
     /// start, the first bets are sized for a problem that has passed and
-    /// lose a little wealth (they cannot cause a rollback: that takes
-    /// evidence after the warm-up). If it held a regression present from
+    /// lose a little wealth (they cannot cause a rollback against the
+    /// line: that takes evidence after the warm-up). If it held a regression present from
     /// the start, the first bet after the warm-up is already sized for it,
     /// instead of waiting for fresh data to clear the gate.
+    ///
+    /// While the judge's warm-up phase lasts (`ctx.warming`), the error
+    /// check bets against gross regressions only (see
+    /// [`ErrorRateCheck`]), the latency check only learns, and guards on
+    /// request metrics wait; guards on provider metrics (breaker, CPU…)
+    /// keep to their own warm-up.
     pub fn observe(&mut self, ctx: &Context, window: &Window) -> Step {
-        let warming = ctx.t < self.warmup;
+        let warming = self.warming(ctx);
         match &mut self.statistic {
             Statistic::ErrorRate(c) if warming => {
-                c.learn(ctx.t, window);
-                Step::Bet(None)
+                Step::Bet(c.observe_gross(ctx, window, ctx.t >= self.warmup))
             }
             Statistic::Latency(c) if warming => {
                 c.learn(ctx.t, window);
@@ -270,12 +284,18 @@ impl Check {
     /// The report of a sequential check after its pool has been
     /// compounded (`ctx.pooled`), or of any check during its warm-up.
     pub fn report(&self, ctx: &Context) -> CheckReport {
-        let mut report = if ctx.t < self.warmup {
+        let failed = matches!(&self.statistic, Statistic::ErrorRate(c) if c.failed());
+        let mut report = if self.warming(ctx) && !failed {
             CheckReport::new(
                 &self.name,
                 self.kind(),
                 CheckState::Warmup,
-                format!("warming up until t = {} s", self.warmup),
+                match ctx.recovering {
+                    Some((progress, max)) if ctx.t >= self.warmup => {
+                        crate::warmup::reason(progress, max)
+                    }
+                    _ => format!("warming up until t = {} s", self.warmup),
+                },
             )
         } else {
             match &self.statistic {
@@ -299,6 +319,24 @@ impl Check {
     /// The check's severity.
     pub fn severity(&self) -> Severity {
         self.severity
+    }
+
+    /// The check's own warm-up (s).
+    pub fn warmup(&self) -> f64 {
+        self.warmup
+    }
+
+    /// Whether the check waits for the judge's warm-up phase (relative
+    /// checks and guards on request metrics) or only for its own.
+    pub fn follows_phase(&self) -> bool {
+        match &self.statistic {
+            Statistic::Threshold(c) => c.on_requests(),
+            _ => true,
+        }
+    }
+
+    fn warming(&self, ctx: &Context) -> bool {
+        ctx.t < self.warmup || (ctx.warming && self.follows_phase())
     }
 }
 

@@ -31,6 +31,9 @@ pub struct AnalysisConfig {
     pub promote_after: Seconds,
     /// Detection of incidents that hit baseline and canary alike.
     pub incident: IncidentConfig,
+    /// The warm-up phase: how long a canary that keeps improving is given
+    /// to recover from its cold start.
+    pub warmup: WarmupConfig,
     /// The checks; when absent, [`AnalysisConfig::default_checks`] apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<Vec<CheckConfig>>,
@@ -43,7 +46,31 @@ impl Default for AnalysisConfig {
             promote_alpha: 0.05,
             promote_after: Seconds(60.0),
             incident: IncidentConfig::default(),
+            warmup: WarmupConfig::default(),
             checks: None,
+        }
+    }
+}
+
+/// The warm-up phase (see [`crate::warmup`]).
+///
+/// It lasts at least each check's own `warmup` (30 s by default) and then
+/// for as long as the canary keeps getting measurably better relative to
+/// the baseline, up to `max`. While it lasts, only gross error
+/// regressions roll back: canary errors above ten times the baseline's
+/// and above 5 % of its requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmupConfig {
+    /// The longest a recovering canary is given (default 5 min); `0`
+    /// leaves only the checks' own warm-up.
+    pub max: Seconds,
+}
+
+impl Default for WarmupConfig {
+    fn default() -> Self {
+        WarmupConfig {
+            max: Seconds(300.0),
         }
     }
 }
@@ -310,6 +337,15 @@ impl AnalysisConfig {
         }
         if inc.window.get() <= 0.0 {
             p.add("incident.window", "must be longer than 0 s; e.g. 30s");
+        }
+        if self.warmup.max.get() > 3600.0 {
+            p.add(
+                "warmup.max",
+                format!(
+                    "must be at most 1h (got {} s): a canary still improving after an hour is not warming up; e.g. 5m",
+                    self.warmup.max.get()
+                ),
+            );
         }
         let defaults;
         let configs = match &self.checks {
@@ -638,6 +674,12 @@ mod tests {
         check(
             r#"{"checks": [{"kind": "threshold", "metric": "latency_p99_ms", "max": 800, "sustained": "1m"}]}"#,
             Ok(&["latency_p99_ms_max"]),
+        );
+        check(r#"{"warmup": {"max": "2m"}}"#, Ok(DEFAULT_NAMES));
+        check(r#"{"warmup": {"max": 0}}"#, Ok(DEFAULT_NAMES));
+        check(
+            r#"{"warmup": {"max": "2h"}}"#,
+            Err(&["analysis.warmup.max: must be at most 1h"]),
         );
         check(
             r#"{"incident": {"factor": 0.5}}"#,

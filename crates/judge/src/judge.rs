@@ -5,7 +5,8 @@ use crate::config::{AnalysisConfig, ConfigErrors, Severity};
 use crate::evalue::log_bound;
 use crate::incident::IncidentDetector;
 use crate::pool::Pool;
-use crate::verdict::{Decision, decide, onset};
+use crate::verdict::{Decision, Verdict, decide, onset};
+use crate::warmup::WarmupPhase;
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,15 @@ pub struct Judge {
     checks: Vec<Check>,
     pools: Vec<SeverityPool>,
     incident: IncidentDetector,
+    /// The warm-up phase (a judge restored from a snapshot taken before
+    /// there was one has none left).
+    #[serde(default = "no_warmup")]
+    warmup: WarmupPhase,
     last_t: Option<f64>,
+}
+
+fn no_warmup() -> WarmupPhase {
+    WarmupPhase::new(0.0, 0.0)
 }
 
 /// The sequential checks of one severity and their pooled wealth.
@@ -82,7 +91,15 @@ impl Judge {
                 })
             })
             .collect();
+        // The phase lasts at least as long as the longest warm-up of the
+        // checks that follow it.
+        let min = checks
+            .iter()
+            .filter(|c| c.follows_phase())
+            .map(Check::warmup)
+            .fold(0.0, f64::max);
         Judge {
+            warmup: WarmupPhase::new(min, config.warmup.max.get()),
             alpha: config.alpha,
             promote_alpha: config.promote_alpha,
             promote_after: config.promote_after.get(),
@@ -91,6 +108,16 @@ impl Judge {
             incident: IncidentDetector::new(config.incident.clone()),
             last_t: None,
         }
+    }
+
+    /// The same judge with no warm-up phase beyond the checks' own (as if
+    /// configured with `warmup: {max: 0}`): what the simulator compares
+    /// the phase with.
+    pub fn without_warmup_phase(&self) -> Judge {
+        let mut judge = self.clone();
+        let min = judge.warmup.min();
+        judge.warmup = WarmupPhase::new(min, min);
+        judge
     }
 
     /// Feeds one tick and returns the verdict with its reasons.
@@ -109,6 +136,12 @@ impl Judge {
         // The incident flag comes from earlier ticks only: bets may depend
         // on the past, never on the data they are betting on.
         let incident = self.incident.active();
+        // So is whether the warm-up phase lasts.
+        let warming = self.warmup.begin(t);
+        let recovering = self
+            .warmup
+            .extended(t)
+            .then(|| (self.warmup.progress().unwrap_or(0.0), self.warmup.max()));
         let context = |check: &Check, pools: &[SeverityPool]| {
             let pool = pools.iter().find(|p| p.severity == check.severity());
             Context {
@@ -117,6 +150,8 @@ impl Judge {
                 promote_alpha: self.promote_alpha,
                 pooled: pool.map_or(0.0, |p| p.pool.log_wealth()),
                 incident,
+                warming,
+                recovering,
             }
         };
         // Every check sees the tick; sequential ones say what they bet.
@@ -170,7 +205,13 @@ impl Judge {
             })
             .collect();
         self.incident.update(t, &window.baseline);
-        let (verdict, reason) = decide(t, self.promote_after, &reports);
+        self.warmup.update(t, window);
+        let (verdict, mut reason) = decide(t, self.promote_after, &reports);
+        if let Some((progress, max)) = recovering
+            && matches!(verdict, Verdict::Insufficient | Verdict::Continue)
+        {
+            reason = crate::warmup::reason(progress, max);
+        }
         Decision {
             t,
             verdict,

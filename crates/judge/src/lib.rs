@@ -26,11 +26,13 @@ pub mod onset;
 pub mod pool;
 pub mod recent;
 pub mod verdict;
+pub mod warmup;
 pub mod window;
 
 pub use check::CheckReport;
 pub use config::{
     AnalysisConfig, CheckConfig, CheckKind, ConfigError, ConfigErrors, Seconds, Severity,
+    WarmupConfig,
 };
 pub use judge::Judge;
 pub use verdict::{CheckState, Decision, Verdict};

@@ -371,3 +371,26 @@ fn the_judge_crate_has_no_io_dependencies() {
         assert!(!deps.contains(banned), "backout-judge depends on {banned}");
     }
 }
+
+#[test]
+fn rare_errors_in_coarse_windows_are_caught() {
+    // Issue 10's case without the noise: baseline errors 0.1 %, the canary
+    // 2× at 100 requests/s, in 10-second windows. Two minutes hold a
+    // dozen errors, so the bets are sized from the longer windows; before
+    // those, only noise ever cleared the gate, and the check's e-value
+    // sank for 15 minutes.
+    let mut judge = Judge::with_defaults();
+    let rollback = (1..=180).map(|i| f64::from(i) * 10.0).find_map(|t| {
+        let d = judge.observe(&Window {
+            t,
+            baseline: group(8800, 9, 1.0, &[]),
+            canary: group(1000, 2, 1.0, &[]),
+        });
+        (d.verdict == Verdict::Rollback).then_some((t, d.reason))
+    });
+    let Some((t, reason)) = rollback else {
+        panic!("a 2× canary at 0.1 % was never rolled back in 30 minutes");
+    };
+    assert!(t <= 600.0, "rolled back only at t = {t}: {reason}");
+    assert!(reason.contains("error_rate"), "{reason}");
+}

@@ -22,7 +22,7 @@ pub use sprt::Sprt;
 use crate::run::Tolerances;
 use crate::scenario::Scenario;
 use crate::traffic::Truth;
-use backout_judge::Window;
+use backout_judge::{Judge, Verdict, Window};
 
 /// A rollback rule: sees one window per tick, says whether to roll back now.
 pub trait Rule {
@@ -32,9 +32,35 @@ pub trait Rule {
     fn observe(&mut self, window: &Window, truth: &Truth) -> bool;
 }
 
+/// backout's judge without its warm-up phase (a fixed warm-up, the
+/// checks' own), on cold starts and persistent regressions: what the phase
+/// costs a regression present from the start, and what it saves a
+/// recovering canary.
+pub struct FixedWarmup(Judge);
+
+impl Rule for FixedWarmup {
+    fn name(&self) -> &'static str {
+        "backout-fixed"
+    }
+
+    fn observe(&mut self, window: &Window, _: &Truth) -> bool {
+        self.0.observe(window).verdict == Verdict::Rollback
+    }
+}
+
+/// Whether a run of `scenario` is judged by [`FixedWarmup`] too.
+pub fn compares_warmup(scenario: &Scenario) -> bool {
+    scenario.cold_start.is_some()
+        || (scenario.onset == 0.0 && (scenario.error_ratio > 1.2 || scenario.latency_ratio > 1.1))
+}
+
 /// Every rule compared with the judge, fresh for one run of `scenario`.
-pub fn all(scenario: &Scenario, tol: Tolerances) -> Vec<Box<dyn Rule>> {
-    vec![
+pub fn all(scenario: &Scenario, tol: Tolerances, judge: &Judge) -> Vec<Box<dyn Rule>> {
+    let mut rules: Vec<Box<dyn Rule>> = Vec::new();
+    if compares_warmup(scenario) {
+        rules.push(Box::new(FixedWarmup(judge.without_warmup_phase())));
+    }
+    rules.extend::<[Box<dyn Rule>; 7]>([
         Box::new(Argo::default()),
         Box::new(Flagger::default()),
         Box::new(RatioRule::default()),
@@ -42,7 +68,8 @@ pub fn all(scenario: &Scenario, tol: Tolerances) -> Vec<Box<dyn Rule>> {
         Box::new(Kayenta::default()),
         Box::new(Sprt::new(scenario, tol)),
         Box::new(Sprt::ratio_only(scenario, tol)),
-    ]
+    ]);
+    rules
 }
 
 /// Sums of a group's counts over ticks.

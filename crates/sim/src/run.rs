@@ -91,12 +91,27 @@ fn splitmix(z: u64) -> u64 {
 }
 
 /// Runs one rollout of a family with `seed`: draws the scenario, then
-/// feeds each second's window to a fresh copy of `judge` and to every peer.
-pub fn run(family: &crate::Family, judge: &Judge, tol: Tolerances, seed: u64) -> RunResult {
+/// feeds its windows to a fresh copy of `judge` and to every peer.
+///
+/// Traffic is drawn one second at a time whatever `window` is (seconds per
+/// window, at least 1), and the seconds are folded into windows of that
+/// length, stamped at their end, the way a Prometheus query over
+/// `[10s]` reports them. So the same seed gives the same traffic at every
+/// window size, and the sizes can be compared run by run. Errors served
+/// while a window is still open count as excess until the window that
+/// rolls back: coarse windows pay for their wait.
+pub fn run(
+    family: &crate::Family,
+    judge: &Judge,
+    tol: Tolerances,
+    seed: u64,
+    window: u32,
+) -> RunResult {
+    let window = u64::from(window.max(1));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let scenario = family.sample(&mut rng);
     let mut judge = judge.clone();
-    let mut peers: Vec<Box<dyn Rule>> = peer::all(&scenario, tol);
+    let mut peers: Vec<Box<dyn Rule>> = peer::all(&scenario, tol, &judge);
     let mut judge_out = Outcome {
         rollback_at: None,
         promote_at: None,
@@ -104,17 +119,30 @@ pub fn run(family: &crate::Family, judge: &Judge, tol: Tolerances, seed: u64) ->
     };
     let mut peer_out = vec![judge_out; peers.len()];
     let ticks = scenario.duration as u64;
+    let mut open = traffic::Fold::default();
     for i in 1..=ticks {
         let t = i as f64;
-        let (window, truth) = traffic::tick(&scenario, t, &mut rng);
+        let (second, truth) = traffic::tick(&scenario, t, &mut rng);
         let excess = if truth.regressed {
-            window.canary.requests as f64 * (truth.p_canary - truth.p_baseline).max(0.0)
+            second.canary.requests as f64 * (truth.p_canary - truth.p_baseline).max(0.0)
         } else {
             0.0
         };
         if judge_out.rollback_at.is_none() {
-            let decision = judge.observe(&window);
             judge_out.excess_errors += excess;
+        }
+        for out in peer_out.iter_mut().filter(|o| o.rollback_at.is_none()) {
+            out.excess_errors += excess;
+        }
+        open.add(&second, truth);
+        if i % window != 0 && i != ticks {
+            continue;
+        }
+        let Some((window, truth)) = open.take(t) else {
+            continue;
+        };
+        if judge_out.rollback_at.is_none() {
+            let decision = judge.observe(&window);
             match decision.verdict {
                 Verdict::Rollback => judge_out.rollback_at = Some(t),
                 Verdict::Promote if judge_out.promote_at.is_none() => {
@@ -124,11 +152,8 @@ pub fn run(family: &crate::Family, judge: &Judge, tol: Tolerances, seed: u64) ->
             }
         }
         for (p, out) in peers.iter_mut().zip(peer_out.iter_mut()) {
-            if out.rollback_at.is_none() {
-                out.excess_errors += excess;
-                if p.observe(&window, &truth) {
-                    out.rollback_at = Some(t);
-                }
+            if out.rollback_at.is_none() && p.observe(&window, &truth) {
+                out.rollback_at = Some(t);
             }
         }
         if judge_out.rollback_at.is_some() && peer_out.iter().all(|o| o.rollback_at.is_some()) {

@@ -74,13 +74,27 @@ pub struct Family {
     pub description: &'static str,
     /// Healthy families count false rollbacks; the others detections.
     pub healthy: bool,
+    /// What the median time to detect is held against (regressions).
+    pub ttd_goal: TtdGoal,
     kind: Kind,
+}
+
+/// The yardstick of a regression family's median time to detect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtdGoal {
+    /// The larger of a third of the best peer's and 1.5× the oracle SPRT's.
+    PeersOrOracle,
+    /// 2× the oracle SPRT's (issue 10: rare errors and coarse windows).
+    TwiceOracle,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 enum Kind {
     AaHigh,
     AaMedium,
+    /// A cold start settling over 1-5 minutes.
+    SlowWarmup,
     AaVeryLow,
     Bursty,
     SharedIncident,
@@ -90,6 +104,11 @@ enum Kind {
     LateOnset,
     Latency(u32),
     LowTraffic,
+    /// Rare errors (baseline 0.01–1 %) with the canary's error ratio in
+    /// tenths, traffic scaled so the oracle needs 1–5 minutes.
+    Rare(u32),
+    /// The issue's case: baseline 0.1 %, canary 2×, 100 canary requests/s.
+    RareExample,
 }
 
 const fn family(
@@ -102,11 +121,20 @@ const fn family(
         name,
         description,
         healthy,
+        ttd_goal: TtdGoal::PeersOrOracle,
         kind,
     }
 }
 
-/// Every family, healthy ones first.
+const fn rare(name: &'static str, description: &'static str, healthy: bool, kind: Kind) -> Family {
+    Family {
+        ttd_goal: TtdGoal::TwiceOracle,
+        ..family(name, description, healthy, kind)
+    }
+}
+
+/// Every family. New ones go last: a family's place seeds its runs, so
+/// the figures of the others stay comparable.
 pub fn families() -> Vec<Family> {
     vec![
         family("aa-high", "A/A, 300-3000 rps", true, Kind::AaHigh),
@@ -190,7 +218,56 @@ pub fn families() -> Vec<Family> {
             false,
             Kind::LowTraffic,
         ),
+        rare(
+            "rare-aa",
+            "A/A, baseline errors 0.01-1%, traffic as in the rare-errors families",
+            true,
+            Kind::Rare(10),
+        ),
+        rare(
+            "rare-at-tolerance",
+            "canary errors 1.2x (the tolerance line), baseline errors 0.01-1%",
+            true,
+            Kind::Rare(12),
+        ),
+        rare(
+            "rare-errors-1.5x",
+            "canary errors 1.5x, baseline errors 0.01-1%, oracle needs 1-5 min",
+            false,
+            Kind::Rare(15),
+        ),
+        rare(
+            "rare-errors-2x",
+            "canary errors 2x, baseline errors 0.01-1%, oracle needs 1-5 min",
+            false,
+            Kind::Rare(20),
+        ),
+        rare(
+            "rare-errors-3x",
+            "canary errors 3x, baseline errors 0.01-1%, oracle needs 1-5 min",
+            false,
+            Kind::Rare(30),
+        ),
+        rare(
+            "rare-example",
+            "baseline errors 0.1%, canary 2x at 100 canary requests/s, 10% weight",
+            false,
+            Kind::RareExample,
+        ),
+        family(
+            "slow-warmup",
+            "A/A after a canary cold start (2-5x errors and latency) settling over 1-5 min",
+            true,
+            Kind::SlowWarmup,
+        ),
     ]
+}
+
+/// Information per canary request (nats) that tells a canary erring at
+/// `p1` from one at `p0` when both rates are known: the KL divergence the
+/// oracle SPRT accumulates.
+fn information(p1: f64, p0: f64) -> f64 {
+    p1 * (p1 / p0).ln() + (1.0 - p1) * ((1.0 - p1) / (1.0 - p0)).ln()
 }
 
 /// Log-uniform draw: traffic and error rates span orders of magnitude.
@@ -235,6 +312,15 @@ impl Family {
                     tau: rng.random_range(3.0..10.0),
                 });
             }
+            Kind::SlowWarmup => {
+                // Settled to within 1 % of its excess after `settle`.
+                let settle = rng.random_range(60.0..300.0);
+                s.cold_start = Some(ColdStart {
+                    error_factor: rng.random_range(2.0..5.0),
+                    latency_factor: rng.random_range(2.0..5.0),
+                    tau: settle / 100.0f64.ln(),
+                });
+            }
             Kind::AtTolerance => {
                 // The hardest healthy canary: as bad as the defaults allow
                 // (error tolerance 0.2, latency tolerance 0.1), with plenty
@@ -269,6 +355,35 @@ impl Family {
             Kind::Latency(tenths) => {
                 s.latency_ratio = f64::from(tenths) / 10.0;
                 s.rps = log_uniform(rng, 30.0, 3000.0);
+            }
+            Kind::Rare(tenths) => {
+                s.base_error = log_uniform(rng, 0.0001, 0.01);
+                s.error_ratio = f64::from(tenths) / 10.0;
+                // Real canaries take a small share; above a quarter the
+                // baseline's rate is learnt from as little data as the
+                // canary's, which no test that conditions on it can beat.
+                s.canary_weight = log_uniform(rng, 0.05, 0.25);
+                // Traffic such that the oracle told a regression of this
+                // size (healthy families: of a size drawn like theirs)
+                // needs 1-5 minutes on average: rare errors need volume
+                // to be seen at all, and a family the oracle cannot
+                // settle in 30 minutes would measure physics, not judges.
+                let ratio = if tenths > 12 {
+                    s.error_ratio
+                } else {
+                    rng.random_range(1.5..3.0)
+                };
+                let p0 = 1.2 * s.base_error;
+                let per_request = information(ratio * s.base_error, p0);
+                let oracle_s = log_uniform(rng, 60.0, 300.0);
+                let canary_rps = (100.0f64).ln() / (per_request * oracle_s);
+                s.rps = canary_rps / s.canary_weight;
+            }
+            Kind::RareExample => {
+                s.base_error = 0.001;
+                s.error_ratio = 2.0;
+                s.canary_weight = 0.1;
+                s.rps = 1000.0;
             }
             Kind::LowTraffic => {
                 s.rps = log_uniform(rng, 2.0, 10.0);

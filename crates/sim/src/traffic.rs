@@ -102,3 +102,51 @@ pub fn tick<R: Rng>(s: &Scenario, t: f64, rng: &mut R) -> (Window, Truth) {
         truth,
     )
 }
+
+/// Seconds folded into one coarser window: counts summed, latency samples
+/// thinned to [`SAMPLE_CAP`] (evenly, without drawing from the generator,
+/// so the traffic stays the same at every window size), like a metrics
+/// backend that keeps a bounded sample per scrape.
+#[derive(Clone, Debug, Default)]
+pub struct Fold {
+    window: Option<Window>,
+    truth: Option<Truth>,
+}
+
+impl Fold {
+    /// Adds one second and its truth.
+    pub fn add(&mut self, second: &Window, truth: Truth) {
+        match &mut self.window {
+            Some(w) => {
+                w.baseline.merge(&second.baseline);
+                w.canary.merge(&second.canary);
+            }
+            None => self.window = Some(second.clone()),
+        }
+        // The oracle is told the latest rates; the regression counts as
+        // present in the window if it was present in any of its seconds.
+        let regressed = self.truth.is_some_and(|t| t.regressed) || truth.regressed;
+        self.truth = Some(Truth { regressed, ..truth });
+    }
+
+    /// The folded window stamped `t` (its end), and starts a new one.
+    pub fn take(&mut self, t: f64) -> Option<(Window, Truth)> {
+        let mut w = self.window.take()?;
+        let truth = self.truth.take()?;
+        w.t = t;
+        for g in [&mut w.baseline, &mut w.canary] {
+            thin(&mut g.latency_ms, SAMPLE_CAP as usize);
+        }
+        Some((w, truth))
+    }
+}
+
+/// Keeps `cap` evenly spaced values of `v`.
+fn thin(v: &mut Vec<f64>, cap: usize) {
+    if v.len() <= cap || cap == 0 {
+        return;
+    }
+    let n = v.len();
+    let kept: Vec<f64> = (0..cap).map(|i| v[i * n / cap]).collect();
+    *v = kept;
+}

@@ -29,6 +29,11 @@ pub struct Args {
     /// Only these families (repeat or comma-separate); all by default.
     #[arg(long, value_delimiter = ',')]
     pub family: Vec<String>,
+    /// Window sizes to feed the rules, side by side (comma-separated, whole
+    /// seconds: `1s,10s,60s`): the proxy reports 1-second windows,
+    /// Prometheus queries 10–60 s ones.
+    #[arg(long, value_delimiter = ',', default_value = "1s", value_parser = parse_window)]
+    pub window: Vec<u32>,
     /// The analysis section of a service spec (YAML) to judge with.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -70,12 +75,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         Tolerances::from_config(&config),
         args.runs,
         args.seed,
+        &args.window,
     );
     let goals = goals(&reports);
     let doc = || {
         let doc = serde_json::json!({
             "seed": args.seed,
             "runs": args.runs,
+            "windows_s": args.window,
             "families": reports,
             "goals": goals,
         });
@@ -94,4 +101,25 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         Output::Json => println!("{}", doc()?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A window size: whole seconds, written `10s`, `1m` or `10`.
+fn parse_window(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let (number, unit) = match t.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (t.strip_suffix('s').unwrap_or(t), 1),
+    };
+    let seconds = number
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| {
+            format!("`{text}` is not a window size; write whole seconds such as 1s, 10s or 1m")
+        })?;
+    if !(1..=600).contains(&seconds) {
+        return Err(format!("`{text}`: a window must be from 1s to 10m"));
+    }
+    Ok(seconds)
 }

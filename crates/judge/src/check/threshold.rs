@@ -83,6 +83,12 @@ enum Value {
 }
 
 impl ThresholdCheck {
+    /// Whether the guard is on a request metric (errors, latency), which
+    /// a cold start moves, rather than on a provider's.
+    pub fn on_requests(&self) -> bool {
+        !matches!(self.metric, ThresholdMetric::Named(_))
+    }
+
     /// A fresh guard. `window` of `None` means "the latest tick only".
     pub fn new(
         metric: ThresholdMetric,

@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 /// rollout) fails once more than `failureLimit: 2` measurements failed.
 #[derive(Debug, Default)]
 pub struct Argo {
-    recent: VecDeque<(u64, u64)>,
+    /// `(end of window, requests, errors)` of the last 2 minutes.
+    recent: VecDeque<(f64, u64, u64)>,
     failures: u32,
 }
 
@@ -21,15 +22,21 @@ impl Rule for Argo {
     }
 
     fn observe(&mut self, w: &Window, _: &Truth) -> bool {
-        self.recent.push_back((w.canary.requests, w.canary.errors));
-        if self.recent.len() > 120 {
+        self.recent
+            .push_back((w.t, w.canary.requests, w.canary.errors));
+        // The query's range is 2 minutes of time, whatever the windows.
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(t, _, _)| t <= w.t - 120.0)
+        {
             self.recent.pop_front();
         }
         if !every(w.t, 30.0) {
             return false;
         }
         let mut t = Totals::default();
-        for &(n, e) in &self.recent {
+        for &(_, n, e) in &self.recent {
             t.add(n, e);
         }
         // No data is an inconclusive measurement in Argo, not a failure.
