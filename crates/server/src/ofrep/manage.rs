@@ -347,7 +347,8 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, 
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| {
-        let body = json!({"error": format!("the request body is not valid: {e}")});
+        let body =
+            json!({"error": format!("the request body is not valid: {e}"), "code": "invalid"});
         Box::new((StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
     })
 }
@@ -363,7 +364,7 @@ async fn put_flag(
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error": format!("expected {{\"flag\": {{...flagd flag...}}, \"reason\": \"...\"}}: {e}")})),
+                axum::Json(json!({"error": format!("expected {{\"flag\": {{...flagd flag...}}, \"reason\": \"...\"}}: {e}"), "code": "invalid"})),
             )
                 .into_response();
         }
@@ -441,7 +442,7 @@ async fn events(State(m): State<Manager>) -> Response {
         Ok(events) => axum::Json(events).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": e.to_string()})),
+            axum::Json(json!({"error": e.to_string(), "code": "internal"})),
         )
             .into_response(),
     }
