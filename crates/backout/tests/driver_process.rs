@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout_server::driver::{
+use backout_driver::{
     DeployRequest, Driver, DriverContext, DriverEvent, ErrorKind, Instance, ProcessDriver,
 };
 use backout_spec::{DriverFile, DriverSpec, Source, parse_yaml};
@@ -41,7 +41,7 @@ fn driver(data: &Path, process: &str) -> ProcessDriver {
         DriverContext {
             data_dir: data.to_path_buf(),
             base_dir: data.to_path_buf(),
-            gate: backout_server::driver::Gate::open(),
+            gate: backout_driver::Gate::open(),
         },
     )
 }

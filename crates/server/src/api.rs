@@ -124,7 +124,7 @@ pub struct ApiState {
     /// The proxy's metrics, for `/metrics`.
     pub proxy: Option<Arc<AdminState>>,
     /// Feature flags, when a flag file is served.
-    pub flags: Option<crate::ofrep::Served>,
+    pub flags: Option<backout_flag_server::Served>,
     /// The proxies that follow this control plane.
     pub fleet: Arc<crate::fleet::Fleet>,
 }
@@ -337,7 +337,7 @@ async fn metrics(
         .map(|p| p.metrics.render())
         .unwrap_or_else(|| Metrics::new().render());
     if let Some(f) = &state.flags {
-        text.push_str(&crate::ofrep::manage::metrics_text(&f.manager));
+        text.push_str(&backout_flag_server::manage::metrics_text(&f.manager));
     }
     if let Some(axum::Extension(failures)) = failures {
         text.push_str(&failures.render());

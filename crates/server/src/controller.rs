@@ -38,7 +38,7 @@ pub use service::{
     TICK,
 };
 
-use crate::driver::{self, Driver, DriverContext};
+use backout_driver::{self as driver, Driver, DriverContext};
 use crate::fleet::Fleet;
 use service::{Request, ServiceActor};
 
@@ -163,7 +163,10 @@ impl Controller {
                 DriverContext {
                     data_dir: data_dir.clone(),
                     base_dir: managed.base_dir.clone(),
-                    gate: driver::Gate::of(lead.clone()),
+                    gate: {
+                        let lead = lead.clone();
+                        driver::Gate::new(move || lead.borrow().acting())
+                    },
                 },
             );
             drivers.push((service.clone(), Arc::clone(&driver)));

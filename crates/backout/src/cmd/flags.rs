@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use backout_flags::dsl;
 use backout_flags::edit::{Edit, FlagChange};
-use backout_server::ofrep::{self, FileSource, FlagStore, Tokens, clock, manage::Manager};
+use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens, clock, manage::Manager};
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
 use serde_json::{Value as Json, json};
 

@@ -18,7 +18,7 @@ use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService, election};
 use backout_server::fleet::{Fleet, Standing};
-use backout_server::ofrep::{self, events::StoreEventLog};
+use backout_flag_server::{self as ofrep, events::StoreEventLog};
 use backout_spec::ServiceSpec;
 use backout_store::{Candidate, Role, Store, StoreError};
 use clap::Args as ClapArgs;

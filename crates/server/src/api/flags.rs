@@ -17,7 +17,7 @@ use axum::routing::{MethodFilter, on};
 use backout_proxy::admin::ApiError;
 
 use super::{ApiState, ROUTES, auth};
-use crate::ofrep;
+use backout_flag_server as ofrep;
 
 /// Whether a route of [`ROUTES`] belongs to the flags.
 pub(super) fn is_flag_route(path: &str) -> bool {

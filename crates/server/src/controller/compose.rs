@@ -12,7 +12,7 @@ use backout_fleet::{Config, PoolSnapshot, ServiceSettings};
 use backout_rollout::{DesiredRoute, ServiceState};
 use backout_spec::{EndpointUrl, PoolSpec, ServiceSpec};
 
-use crate::driver::Instance;
+use backout_driver::Instance;
 
 /// The composed configuration, and whether its route is the state's
 /// desired one (its acknowledgement then completes a route change).

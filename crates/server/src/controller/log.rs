@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use backout_rollout::{Action, Envelope, Input, Policy, ServiceState};
 use backout_store::{NewEvent, StoredEvent};
 
-use crate::driver::Instance;
+use backout_driver::Instance;
 
 /// Event kind prefix of rollout inputs.
 pub const INPUT: &str = "input.";

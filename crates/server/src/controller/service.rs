@@ -32,9 +32,9 @@ use super::election::Lead;
 use super::liveness::LivenessRestarts;
 use super::log::{self, Folded, INSTANCES};
 use super::notify::Notifier;
-use crate::driver::{DeployRequest, Driver, DriverError, DriverEvent, Instance};
+use backout_driver::{DeployRequest, Driver, DriverError, DriverEvent, Instance};
 use crate::fleet::Fleet;
-use crate::provider::{ErrorClasses, WindowQuery, proxy_series};
+use backout_provider::{ErrorClasses, WindowQuery, proxy_series};
 
 /// How often the controller looks at the world even when nothing happens.
 pub const TICK: Duration = Duration::from_secs(1);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use backout_server::driver::{self, DeployRequest, DriverContext};
+use backout_driver::{self as driver, DeployRequest, DriverContext};
 use backout_spec::{ServiceSpec, Source};
 use clap::Args as ClapArgs;
 use serde::Serialize;
@@ -218,7 +218,7 @@ fn run_against(
             DriverContext {
                 data_dir: data_dir.clone(),
                 base_dir,
-                gate: backout_server::driver::Gate::open(),
+                gate: backout_driver::Gate::open(),
             },
         );
         let mut req = DeployRequest::new(&spec.name, &a.against, 1);

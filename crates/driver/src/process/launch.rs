@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::{DeployRequest, DriverError, ErrorKind, Instance, Shared, log};
-use crate::driver::{clock, group, instance_id};
+use crate::{clock, group, instance_id};
 
 /// How often an adopted process (not our child, so not waitable) is
 /// checked for life.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use crate::driver::group;
+use crate::group;
 
 /// Output kept per stream: the end matters (the endpoints line, the last
 /// error), so older bytes are dropped beyond this.
@@ -53,7 +53,7 @@ impl Failure {
             Failure::Exit { stderr, .. } | Failure::Timeout { stderr, .. } => ("stderr", stderr),
             Failure::Output { stdout, .. } => ("stdout", stdout),
         };
-        let tail = crate::driver::tail(text, 15);
+        let tail = crate::tail(text, 15);
         (!tail.is_empty()).then(|| format!("last lines of its {what}:\n{tail}"))
     }
 }

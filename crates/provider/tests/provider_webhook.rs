@@ -4,7 +4,7 @@ use axum::Router;
 use axum::extract::Json;
 use axum::http::StatusCode;
 use axum::routing::post;
-use backout_server::provider::{MetricProvider, ProviderError, WebhookProvider, WindowQuery};
+use backout_provider::{MetricProvider, ProviderError, WebhookProvider, WindowQuery};
 use std::time::Duration;
 
 /// Serves `app` on a free loopback port; returns its base URL.
@@ -30,7 +30,7 @@ fn query() -> WindowQuery {
 async fn fetch(
     url: &str,
     timeout_ms: u64,
-) -> Result<backout_server::provider::GroupSeries, ProviderError> {
+) -> Result<backout_provider::GroupSeries, ProviderError> {
     let p = WebhookProvider::new("kpi", url, Duration::from_millis(timeout_ms)).expect("client");
     p.fetch(&query()).await
 }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use backout_server::driver::{DeployRequest, Driver, ErrorKind, StaticDriver};
+use backout_driver::{DeployRequest, Driver, ErrorKind, StaticDriver};
 use backout_spec::StaticSpec;
 
 fn release(endpoints: Option<&str>) -> DeployRequest {

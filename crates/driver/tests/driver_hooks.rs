@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use backout_server::driver::{
+use backout_driver::{
     DeployRequest, Driver, DriverContext, DriverError, ErrorKind, HooksDriver,
 };
 use backout_spec::{DriverFile, DriverSpec, Source, parse_yaml};
@@ -34,7 +34,7 @@ fn driver(dir: &Path, hooks: &str) -> HooksDriver {
         DriverContext {
             data_dir: dir.join("data"),
             base_dir: dir.to_path_buf(),
-            gate: backout_server::driver::Gate::open(),
+            gate: backout_driver::Gate::open(),
         },
     )
 }

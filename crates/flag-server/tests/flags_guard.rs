@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use backout_flags::edit::Edit;
-use backout_server::ofrep::guard::Guards;
-use backout_server::ofrep::manage::Manager;
-use backout_server::ofrep::{self, FileSource, FlagStore, Tokens};
+use backout_flag_server::guard::Guards;
+use backout_flag_server::manage::Manager;
+use backout_flag_server::{self, FileSource, FlagStore, Tokens};
 use serde_json::{Value as Json, json};
 
 /// Virtual time starts here (Unix ms) and moves only when told.

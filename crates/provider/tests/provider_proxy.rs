@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use backout_proxy::demo_app::{Control, DemoApp};
 use backout_proxy::{ProxyConfig, RunningProxy};
-use backout_server::provider::{ErrorClasses, MetricProvider, ProxyProvider, WindowQuery};
+use backout_provider::{ErrorClasses, MetricProvider, ProxyProvider, WindowQuery};
 use backout_spec::{ServiceSpec, Source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +62,7 @@ async fn the_proxy_windows_feed_the_judge() {
     let provider =
         ProxyProvider::new(&admin, ErrorClasses::default(), Duration::from_secs(2)).unwrap();
     let series = provider.fetch(&query).await.unwrap();
-    let total = |ws: &[backout_server::provider::ProviderWindow]| {
+    let total = |ws: &[backout_provider::ProviderWindow]| {
         (
             ws.iter().map(|w| w.requests).sum::<u64>(),
             ws.iter().map(|w| w.errors).sum::<u64>(),

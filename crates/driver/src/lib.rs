@@ -252,8 +252,14 @@ pub struct DriverContext {
 }
 
 /// See [`DriverContext::gate`].
-#[derive(Clone, Debug, Default)]
-pub struct Gate(Option<tokio::sync::watch::Receiver<crate::controller::Lead>>);
+#[derive(Clone, Default)]
+pub struct Gate(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.acting() { "Gate(open)" } else { "Gate(shut)" })
+    }
+}
 
 impl Gate {
     /// Always open: a control plane that leads alone, or a one-off run.
@@ -261,13 +267,13 @@ impl Gate {
         Gate(None)
     }
 
-    /// Open while `lead` says this process acts.
-    pub fn of(lead: tokio::sync::watch::Receiver<crate::controller::Lead>) -> Gate {
-        Gate(Some(lead))
+    /// Open while `acting` says this process may act.
+    pub fn new(acting: impl Fn() -> bool + Send + Sync + 'static) -> Gate {
+        Gate(Some(Arc::new(acting)))
     }
 
     pub fn acting(&self) -> bool {
-        self.0.as_ref().is_none_or(|l| l.borrow().acting())
+        self.0.as_ref().is_none_or(|f| f())
     }
 }
 

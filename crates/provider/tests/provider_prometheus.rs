@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::routing::get;
-use backout_server::provider::{
+use backout_provider::{
     MetricProvider, PrometheusProvider, PrometheusQuery, ProviderError, WindowQuery,
 };
 use std::process::{Child, Command, Stdio};

@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use super::{Instance, Shared};
-use crate::driver::group;
+use crate::group;
 
 impl Shared {
     fn record_dir(&self, service: &str) -> PathBuf {

@@ -20,7 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::launch::{self, Running};
 use super::{Command, DeployRequest, DriverEvent, Shared, log};
-use crate::driver::{clock, group};
+use crate::{clock, group};
 
 /// How often the log size is checked.
 const LOG_CHECK: Duration = Duration::from_secs(1);
