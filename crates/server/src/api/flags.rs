@@ -2,7 +2,7 @@
 //! guarded flag rollouts on the API's own listener, behind the API's tokens
 //! and roles, with every change in the control plane's event log.
 //!
-//! The handlers are the flag server's (`crate::ofrep`); what this adds is
+//! The handlers are the flag server's (`backout_flag_server`); what this adds is
 //! the wiring: the least role each endpoint needs comes from [`ROUTES`],
 //! and without a flag file the same endpoints exist and say how to turn
 //! flags on, so the API's shape does not depend on the configuration.
