@@ -577,7 +577,9 @@ mod tests {
         check(r#"{"endpoints": []}"#, Ok(&[]));
         check("", Err("printed nothing"));
         check("ok\n", Err(r#"printed "ok" as its last line"#));
-        check(r#"{"endpoints": ["https://a:1"]}"#, Err("endpoints[0]"));
+        // TLS upstreams are endpoints like any other.
+        check(r#"{"endpoints": ["https://a:1"]}"#, Ok(&["https://a:1"]));
+        check(r#"{"endpoints": ["ftp://a:1"]}"#, Err("endpoints[0]"));
         check(
             r#"{"endpoints": ["http://a:1", "http://a:1"]}"#,
             Err("twice"),

@@ -257,7 +257,11 @@ pub struct Gate(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.acting() { "Gate(open)" } else { "Gate(shut)" })
+        f.write_str(if self.acting() {
+            "Gate(open)"
+        } else {
+            "Gate(shut)"
+        })
     }
 }
 
@@ -338,6 +342,12 @@ pub trait Driver: Send + Sync {
     /// instances, but leave them running for the new leader to adopt.
     /// Drivers that keep no watch over their instances have nothing to do.
     fn release(&self) {}
+}
+
+impl fmt::Debug for dyn Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Driver({})", self.kind())
+    }
 }
 
 /// The driver a service spec asks for.

@@ -8,9 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use backout_driver::{
-    DeployRequest, Driver, DriverContext, DriverError, ErrorKind, HooksDriver,
-};
+use backout_driver::{DeployRequest, Driver, DriverContext, DriverError, ErrorKind, HooksDriver};
 use backout_spec::{DriverFile, DriverSpec, Source, parse_yaml};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -275,10 +273,10 @@ async fn garbage_output_is_an_error_that_shows_it() {
     )
     .await;
     check_failure(
-        "echo '{\"endpoints\": [\"https://10.0.0.5:443\"]}'\n",
+        "echo '{\"endpoints\": [\"ftp://10.0.0.5:21\"]}'\n",
         "    retries: 0\n",
         ErrorKind::Hook,
-        &["endpoints[0]: endpoint \"https://10.0.0.5:443\" uses scheme `https`"],
+        &["endpoints[0]: endpoint \"ftp://10.0.0.5:21\" uses scheme `ftp`"],
         1,
     )
     .await;

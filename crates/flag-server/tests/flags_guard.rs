@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use backout_flags::edit::Edit;
 use backout_flag_server::guard::Guards;
 use backout_flag_server::manage::Manager;
-use backout_flag_server::{self, FileSource, FlagStore, Tokens};
+use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens};
+use backout_flags::edit::Edit;
 use serde_json::{Value as Json, json};
 
 /// Virtual time starts here (Unix ms) and moves only when told.

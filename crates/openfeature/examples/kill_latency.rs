@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backout_openfeature::sync::{self, Server};
 use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens, manage::Manager};
+use backout_openfeature::sync::{self, Server};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::{Barrier, mpsc};

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens, manage::Manager};
 use backout_openfeature::BackoutProvider;
 use backout_openfeature::sync::{self, Server};
-use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens, manage::Manager};
 use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
 use serde_json::{Value as Json, json};
 

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backout_provider::{ErrorClasses, MetricProvider, ProxyProvider, WindowQuery};
 use backout_proxy::demo_app::{Control, DemoApp};
 use backout_proxy::{ProxyConfig, RunningProxy};
-use backout_provider::{ErrorClasses, MetricProvider, ProxyProvider, WindowQuery};
 use backout_spec::{ServiceSpec, Source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

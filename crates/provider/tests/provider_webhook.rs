@@ -27,10 +27,7 @@ fn query() -> WindowQuery {
     }
 }
 
-async fn fetch(
-    url: &str,
-    timeout_ms: u64,
-) -> Result<backout_provider::GroupSeries, ProviderError> {
+async fn fetch(url: &str, timeout_ms: u64) -> Result<backout_provider::GroupSeries, ProviderError> {
     let p = WebhookProvider::new("kpi", url, Duration::from_millis(timeout_ms)).expect("client");
     p.fetch(&query()).await
 }

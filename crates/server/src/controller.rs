@@ -38,8 +38,8 @@ pub use service::{
     TICK,
 };
 
-use backout_driver::{self as driver, Driver, DriverContext};
 use crate::fleet::Fleet;
+use backout_driver::{self as driver, Driver, DriverContext};
 use service::{Request, ServiceActor};
 
 /// A service to manage: its spec and the directory its file is in
@@ -113,12 +113,6 @@ pub struct Controller {
     /// wake the loops for ever).
     _alone: Option<watch::Sender<Lead>>,
     lead: watch::Receiver<Lead>,
-}
-
-impl std::fmt::Debug for dyn Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Driver({})", self.kind())
-    }
 }
 
 impl Controller {

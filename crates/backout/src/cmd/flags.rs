@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens, clock, manage::Manager};
 use backout_flags::dsl;
 use backout_flags::edit::{Edit, FlagChange};
-use backout_flag_server::{self as ofrep, FileSource, FlagStore, Tokens, clock, manage::Manager};
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
 use serde_json::{Value as Json, json};
 

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use backout_flag_server::{self as ofrep, events::StoreEventLog};
 use backout_proxy::follow::{FollowConfig, Link, StateDir};
 use backout_proxy::{ProxyConfig, RunningProxy};
 use backout_server::api::{self, ApiState};
 use backout_server::controller::{Controller, ManagedService, election};
 use backout_server::fleet::{Fleet, Standing};
-use backout_flag_server::{self as ofrep, events::StoreEventLog};
 use backout_spec::ServiceSpec;
 use backout_store::{Candidate, Role, Store, StoreError};
 use clap::Args as ClapArgs;

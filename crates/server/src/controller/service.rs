@@ -32,8 +32,8 @@ use super::election::Lead;
 use super::liveness::LivenessRestarts;
 use super::log::{self, Folded, INSTANCES};
 use super::notify::Notifier;
-use backout_driver::{DeployRequest, Driver, DriverError, DriverEvent, Instance};
 use crate::fleet::Fleet;
+use backout_driver::{DeployRequest, Driver, DriverError, DriverEvent, Instance};
 use backout_provider::{ErrorClasses, WindowQuery, proxy_series};
 
 /// How often the controller looks at the world even when nothing happens.
