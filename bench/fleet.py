@@ -106,12 +106,14 @@ class Up:
             [self.bin, "up", "-f", "shop.yaml", "--api", f"127.0.0.1:{self.api_port}",
              "--data", "data", "--workers", "1", "--no-proxy"] + self.extra,
             cwd=self.dir, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        # Answering, not only bound: the listener is bound before the store
+        # is set up, and the admin token is written after that.
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.api_port), 0.2).close()
-                return
-            except OSError:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
+                    return
+            except (OSError, urllib.error.URLError):
                 time.sleep(0.05)
         raise SystemExit("backout up did not start; see " + self.dir)
 
