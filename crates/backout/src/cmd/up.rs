@@ -182,9 +182,23 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {} for the API", args.api))?;
     let api_addr = listener.local_addr().into_diagnostic()?;
+    if shared && args.advertise.is_none() && api_addr.ip().is_unspecified() {
+        return Err(miette!(
+            "--api {api_addr} listens on every address, so the other control planes, proxies and CLIs cannot be told where this one is: give --advertise {scheme}://HOST:{} with a name or address they reach",
+            api_addr.port()
+        ));
+    }
+    if let Some(url) = &args.advertise
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(miette!(
+            "--advertise {url:?} is not an http:// or https:// URL; give the API's base URL as others reach it, e.g. http://10.0.0.1:9900"
+        ));
+    }
     let advertise = args
         .advertise
         .clone()
+        .map(|u| u.trim_end_matches('/').to_string())
         .unwrap_or_else(|| format!("{scheme}://{api_addr}"));
     // On a shared database the first campaign comes before any write, so
     // every write of this process is fenced from the start.
