@@ -21,7 +21,7 @@ use harness::{Up, free_port, spec};
 
 /// Examples per operation and phase: enough to reach every documented
 /// status of most operations, few enough to stay within minutes.
-const MAX_EXAMPLES: &str = "8";
+const MAX_EXAMPLES: &str = "16";
 
 #[test]
 fn the_api_holds_to_its_openapi_document_under_fuzzing() {
@@ -44,7 +44,11 @@ fn the_api_holds_to_its_openapi_document_under_fuzzing() {
         .args(["--url", &up.api])
         .args(["--header", &format!("Authorization: Bearer {}", up.token)])
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        // Not the coverage phase: its generator for some of our bodies
+        // trips over Hypothesis's own consistency check now and then (a
+        // runtime error of the tool, "Inconsistent results", not a finding
+        // about the API), which made the test flaky.
+        .args(["--phases", "examples,fuzzing"])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--seed", "9"])
         .arg("--no-shrink")
