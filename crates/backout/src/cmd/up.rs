@@ -175,6 +175,14 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
         .is_some_and(backout_store::is_postgres_url);
     let name = args.name.clone().unwrap_or_else(holder_name);
     let scheme = args.api_listener.scheme();
+    // Alone on its store, the admin token exists before the API port is
+    // even bound, so a script that waits for the port finds it; on a
+    // shared store it waits for the first campaign (below).
+    let mut new_token = if shared {
+        None
+    } else {
+        first_token(&store, &args.data)?
+    };
     // Bound first: the advertised URL must be the real one (port 0 picks
     // one), and a follower serves reads while it waits to lead.
     let listener = tokio::net::TcpListener::bind(args.api)
@@ -226,7 +234,9 @@ async fn serve(args: Args, managed: Vec<ManagedService>) -> miette::Result<ExitC
     } else {
         None
     };
-    let new_token = first_token(&store, &args.data)?;
+    if shared {
+        new_token = first_token(&store, &args.data)?;
+    }
     let flags = match &args.flags {
         Some(file) => {
             let log = Arc::new(StoreEventLog::new(Arc::clone(&store)));
