@@ -654,3 +654,100 @@ fn an_unsafe_migration_turns_the_automatic_rollback_into_a_page() {
             .any(|e| e["kind"] == "input.recheck_gates")
     );
 }
+
+/// `backout events` shows the newest events (like `tail`), in local time,
+/// and `--follow` prints new ones as they are appended; an artifact may
+/// start with a hyphen.
+#[test]
+fn events_show_the_newest_first_and_follow() {
+    let port = free_port();
+    let up = Up::start(&spec(port, "[{set_weight: 50}]", ""), port);
+    // The artifact as a separate argument that starts with "--".
+    up.ok(&[
+        "release",
+        "shop",
+        "--version",
+        "v1",
+        "--artifact",
+        "--latency 1ms",
+    ]);
+    up.wait_for("v1 stable", 30, |s| {
+        stable(s) == Some("v1") && no_rollout(s)
+    });
+
+    let all = up.events();
+    let newest: Json =
+        serde_json::from_str(&up.ok(&["events", "--all", "--limit", "3", "-o", "json"])).unwrap();
+    let newest = newest.as_array().unwrap();
+    assert_eq!(newest.len(), 3);
+    let seqs: Vec<i64> = newest.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in seq order: {seqs:?}"
+    );
+    // The newest three are at least as new as the last of the full read
+    // taken before (the log only grows).
+    let last_before = all.last().unwrap()["seq"].as_i64().unwrap();
+    assert!(seqs[2] >= last_before, "{seqs:?} vs {last_before}");
+    assert!(seqs[0] > 1, "not the oldest: {seqs:?}");
+
+    // Text: local times, not raw milliseconds.
+    let text = up.ok(&["events", "shop", "--limit", "2"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for line in &lines {
+        // "#8 2026-12-02 21:39:01.531 controller …"
+        let date = line.split_whitespace().nth(1).unwrap_or_default();
+        assert!(
+            date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+            "not a local date in {line:?}"
+        );
+    }
+
+    // --follow prints an event appended after it started.
+    let mut follow = std::process::Command::new(harness::BIN)
+        .current_dir(&up.dir)
+        .args(["events", "shop", "--follow", "--limit", "1"])
+        .env("BACKOUT_SERVER", &up.api)
+        .env("BACKOUT_TOKEN", &up.token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+    up.ok(&[
+        "auto-rollback",
+        "shop",
+        "--off",
+        "--for",
+        "1m",
+        "--reason",
+        "events follow test",
+    ]);
+    let mut seen = Vec::new();
+    // Up to 20 quiet seconds.
+    for _ in 0..20 {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            let done = line.contains("events follow test");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("events follow test")),
+        "first: {first}\nthen: {seen:#?}"
+    );
+}

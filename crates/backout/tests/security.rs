@@ -742,7 +742,12 @@ fn the_last_admin_cannot_be_revoked_and_a_lost_token_is_recovered_locally() {
     let listed = up.cli_as(secret.trim(), &["token", "list"]);
     assert!(listed.status.success());
     assert!(String::from_utf8_lossy(&listed.stdout).contains("break-glass"));
-    let events = up.cli_as(secret.trim(), &["events", "--limit", "10000", "-o", "json"]);
+    let events = up.cli_as(
+        secret.trim(),
+        &[
+            "events", "--after", "0", "--limit", "10000", "--all", "-o", "json",
+        ],
+    );
     let events: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
     let recovered = events
         .as_array()

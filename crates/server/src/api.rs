@@ -842,6 +842,9 @@ struct EventsQuery {
     after: Option<i64>,
     #[serde(default)]
     limit: Option<usize>,
+    /// The newest `limit` events instead of the first after `after`.
+    #[serde(default)]
+    newest: bool,
 }
 
 async fn events(
@@ -853,6 +856,7 @@ async fn events(
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let store = Arc::clone(&state.store);
     let list: Vec<StoredEvent> = tokio::task::spawn_blocking(move || match q.service {
+        _ if q.newest => store.read_newest(q.service.as_deref(), limit),
         Some(s) => store.read_service(&s, after, limit),
         None => store.read(after, limit),
     })

@@ -221,6 +221,15 @@ pub trait EventLog: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The newest `limit` events (of one service when `service` is given),
+    /// in `seq` order: what `backout events` shows, like `tail`, without
+    /// paging through the whole log first.
+    fn read_newest(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
     /// The event stored with this idempotency key, if any: lets an API say
     /// whether a command was applied without retrying it.
     fn find_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError>;

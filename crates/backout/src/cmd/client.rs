@@ -275,8 +275,9 @@ pub struct ReleaseArgs {
     /// The release's version name (immutable once registered).
     #[arg(long)]
     version: String,
-    /// What is deployed: an image, a path, a digest.
-    #[arg(long)]
+    /// What is deployed: an image, a path, a digest. May start with a
+    /// hyphen (`--artifact "--latency 1ms"`).
+    #[arg(long, allow_hyphen_values = true)]
     artifact: Option<String>,
     /// Release config, e.g. `endpoints=http://10.0.0.5:8080` for static drivers.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -323,14 +324,23 @@ pub enum GatesCommand {
 }
 
 #[derive(Debug, ClapArgs)]
+#[command(
+    after_help = "Examples:\n  backout events shop            the newest 200 events of shop\n  backout events shop --follow   then every new one as it is appended\n  backout events --after 1200    from seq 1201 on, oldest first"
+)]
 pub struct EventsArgs {
     /// Only this service's events.
     service: Option<String>,
-    /// Only events after this seq.
-    #[arg(long, default_value_t = 0)]
-    after: i64,
+    /// Only events after this seq, oldest first. Without it, the newest
+    /// `--limit` events (like `tail`).
+    #[arg(long)]
+    after: Option<i64>,
+    /// How many events to show.
     #[arg(long, default_value_t = 200)]
     limit: usize,
+    /// Keep printing events as they are appended (like `tail -f`); stop
+    /// with Ctrl-C.
+    #[arg(long, short = 'f')]
+    follow: bool,
     /// Include ticks and readiness reports (left out by default).
     #[arg(long)]
     all: bool,
@@ -1036,21 +1046,89 @@ fn noisy(kind: &str) -> bool {
 }
 
 pub fn events(a: EventsArgs) -> Result<ExitCode> {
-    let mut url = format!("/api/v1/events?after={}&limit={}", a.after, a.limit);
-    if let Some(s) = &a.service {
-        url.push_str(&format!("&service={}", path(s)));
-    }
-    let v = a.remote.call("GET", &url, None)?;
-    a.remote.print(&v, |v| {
-        for e in v.as_array().into_iter().flatten() {
-            let kind = e["kind"].as_str().unwrap_or_default();
-            if !a.all && noisy(kind) {
-                continue;
+    let service = a
+        .service
+        .as_ref()
+        .map(|s| format!("&service={}", path(s)))
+        .unwrap_or_default();
+    let shown = |e: &Json| a.all || !noisy(e["kind"].as_str().unwrap_or_default());
+    let list = |url: String| -> Result<Vec<Json>> {
+        let v = a.remote.call("GET", &url, None)?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    };
+    let first: Vec<Json> = match a.after {
+        Some(after) => list(format!(
+            "/api/v1/events?after={after}&limit={}{service}",
+            a.limit
+        ))?
+        .into_iter()
+        .filter(|e| shown(e))
+        .collect(),
+        None => {
+            // Ticks and readiness reports outnumber the news many times
+            // over: ask for more than `--limit` so that the newest
+            // `--limit` events worth showing are among them.
+            let ask = if a.all {
+                a.limit
+            } else {
+                a.limit.saturating_mul(20)
             }
-            println!("{}", describe_event(e));
+            .clamp(1, 10_000);
+            let kept: Vec<Json> = list(format!("/api/v1/events?newest=true&limit={ask}{service}"))?
+                .into_iter()
+                .filter(|e| shown(e))
+                .collect();
+            let skip = kept.len().saturating_sub(a.limit);
+            kept.into_iter().skip(skip).collect()
         }
-    });
-    Ok(ExitCode::SUCCESS)
+    };
+    let print = |events: &[Json]| {
+        a.remote.print(&Json::Array(events.to_vec()), |v| {
+            for e in v.as_array().into_iter().flatten() {
+                println!("{}", describe_event(e));
+            }
+        });
+    };
+    print(&first);
+    if !a.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Follow from the last event shown; ticks after it are fetched and
+    // filtered again, which costs little and skips nothing.
+    let mut last = match (first.last(), a.after) {
+        (Some(e), _) => e["seq"].as_i64().unwrap_or(0),
+        (None, Some(after)) => after,
+        (None, None) => list(format!("/api/v1/events?newest=true&limit=1{service}"))?
+            .first()
+            .and_then(|e| e["seq"].as_i64())
+            .unwrap_or(0),
+    };
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let batch = list(format!("/api/v1/events?after={last}&limit=1000{service}"))?;
+        if let Some(seq) = batch.last().and_then(|e| e["seq"].as_i64()) {
+            last = seq;
+        }
+        let news: Vec<Json> = batch.into_iter().filter(|e| shown(e)).collect();
+        if !news.is_empty() {
+            print(&news);
+        }
+    }
+}
+
+/// A time from the event log as the reader's local wall clock, to the
+/// millisecond (`-o json` keeps the raw value).
+pub fn local_time(at_ms: Option<i64>) -> String {
+    let Some(ms) = at_ms else {
+        return "?".into();
+    };
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string(),
+        Err(_) => format!("{ms} ms"),
+    }
 }
 
 /// One line for a stored event: seq, time, who, what.
@@ -1101,9 +1179,9 @@ pub fn describe_event(e: &Json) -> String {
         .map(|r| format!(" (why: {r})"))
         .unwrap_or_default();
     format!(
-        "#{:<6} {:>13} {:<10} {:<24} {what}{reason}",
+        "#{:<6} {} {:<10} {:<24} {what}{reason}",
         e["seq"],
-        e["at_ms"],
+        local_time(e["at_ms"].as_i64()),
         e["actor"].as_str().unwrap_or_default(),
         kind
     )

@@ -359,7 +359,7 @@ pub fn run(cmd: FlagCommand) -> Result<ExitCode> {
             for e in shown {
                 println!(
                     "{}  {:<width$} {:<24} by {}{}",
-                    e["at_ms"],
+                    super::client::local_time(e["at_ms"].as_i64()),
                     e["action"].as_str().unwrap_or("?"),
                     e["flag"].as_str().unwrap_or("?"),
                     e["actor"].as_str().unwrap_or("?"),

@@ -17,8 +17,8 @@ use miette::{IntoDiagnostic, WrapErr, miette};
     after_help = "Quick mode:  backout proxy --stable http://127.0.0.1:9001 --canary http://127.0.0.1:9002 --canary-weight 10
 Config mode: backout proxy -f web.yaml -f api.yaml
 Fleet mode:  backout proxy --control-plane http://cp:9900 --token \"$PROXY_TOKEN\" --state /var/lib/backout-proxy --name edge-1
-Switch at run time: curl -X PUT localhost:9900/admin/v1/services/default/route -H 'content-type: application/json' -d '{\"stable\":\"stable\",\"canary\":\"canary\",\"canary_weight\":25}'
-Roll back:   curl -X POST localhost:9900/admin/v1/services/default/rollback -H 'content-type: application/json'"
+Switch at run time: curl -X PUT localhost:9901/admin/v1/services/default/route -H 'content-type: application/json' -d '{\"stable\":\"stable\",\"canary\":\"canary\",\"canary_weight\":25}'
+Roll back:   curl -X POST localhost:9901/admin/v1/services/default/rollback -H 'content-type: application/json'"
 )]
 pub struct Args {
     /// Service files (YAML), one service each. Not with --stable.
@@ -54,8 +54,10 @@ pub struct Args {
     /// Data-plane listener for services that do not set `listen:`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Admin API (route switch, rollback, metrics, windows).
-    #[arg(long, default_value = "127.0.0.1:9900")]
+    /// Admin API (route switch, rollback, metrics, windows). Not 9900:
+    /// that is `backout up`'s API, which the CLI talks to by default, and
+    /// the two often run on one machine.
+    #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
     /// Quick mode: an endpoint of the stable version (repeat for several).
     #[arg(long, value_name = "URL")]

@@ -239,8 +239,10 @@ impl Up {
     }
 
     pub fn events(&self) -> Vec<Json> {
-        let v: Json =
-            serde_json::from_str(&self.ok(&["events", "--limit", "10000", "-o", "json"])).unwrap();
+        let v: Json = serde_json::from_str(&self.ok(&[
+            "events", "--after", "0", "--limit", "10000", "--all", "-o", "json",
+        ]))
+        .unwrap();
         v.as_array().unwrap().clone()
     }
 

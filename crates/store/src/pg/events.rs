@@ -255,6 +255,32 @@ impl EventLog for PgStore {
         })
     }
 
+    fn read_newest(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = sql_limit(limit);
+        let service = service.map(str::to_owned);
+        let op = "reading the newest events";
+        let mut newest = self.read(op, move |db| {
+            let rows = match &service {
+                // No stored service can contain NUL, and the server would
+                // refuse the text.
+                Some(s) if s.contains('\0') => return Ok(Vec::new()),
+                Some(s) => db.query(
+                    op,
+                    select!("WHERE service = $1 ORDER BY seq DESC LIMIT $2"),
+                    &[s, &limit],
+                )?,
+                None => db.query(op, select!("ORDER BY seq DESC LIMIT $1"), &[&limit])?,
+            };
+            decode_all(db, &rows)
+        })?;
+        newest.reverse();
+        Ok(newest)
+    }
+
     fn find_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
         let key = key.to_owned();
         let op = "looking up an idempotency key";

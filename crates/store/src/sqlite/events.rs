@@ -191,6 +191,34 @@ impl EventLog for SqliteStore {
         })
     }
 
+    fn read_newest(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut newest = self.read(|ctx, conn| match service {
+            Some(service) => query(
+                ctx,
+                conn,
+                "reading a service's newest events",
+                &format!(
+                    "SELECT {COLUMNS} FROM events WHERE service = ?1 \
+                     ORDER BY seq DESC LIMIT ?2"
+                ),
+                (service, sql_limit(limit)),
+            ),
+            None => query(
+                ctx,
+                conn,
+                "reading the newest events",
+                &format!("SELECT {COLUMNS} FROM events ORDER BY seq DESC LIMIT ?1"),
+                (sql_limit(limit),),
+            ),
+        })?;
+        newest.reverse();
+        Ok(newest)
+    }
+
     fn find_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
         self.read(|ctx, conn| by_key(ctx, conn, key))
     }

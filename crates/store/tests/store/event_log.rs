@@ -101,6 +101,12 @@ fn run(store: &TestStore, script: &str) -> String {
                     .read_service(service, after.parse().unwrap(), limit.parse().unwrap())
                     .unwrap(),
             ),
+            ["n", limit] => list(&store.read_newest(None, limit.parse().unwrap()).unwrap()),
+            ["n", service, limit] => list(
+                &store
+                    .read_newest(Some(service), limit.parse().unwrap())
+                    .unwrap(),
+            ),
             ["b"] => batches(&store.read(0, usize::MAX).unwrap()),
             ["k", key] => store
                 .find_key(key)
@@ -139,6 +145,17 @@ fn read_one_service() {
     check("+ a/x b/y a/z; s b 0 10", "1 2 3 | 2:b/y");
     check("+ a/x b/y a/z; s c 0 10", "1 2 3 | ");
     check("+ a/x -/y; s - 0 10", "1 2 | ");
+}
+
+#[test]
+fn read_the_newest() {
+    check("n 5", "");
+    check("+ a/x b/y a/z; n 2", "1 2 3 | 2:b/y 3:a/z");
+    check("+ a/x b/y a/z; n 9", "1 2 3 | 1:a/x 2:b/y 3:a/z");
+    check("+ a/x b/y a/z; n 0", "1 2 3 | ");
+    check("+ a/x b/y a/z b/w; n a 1", "1 2 3 4 | 3:a/z");
+    check("+ a/x b/y a/z b/w; n b 9", "1 2 3 4 | 2:b/y 4:b/w");
+    check("+ a/x; n c 9", "1 | ");
 }
 
 #[test]
