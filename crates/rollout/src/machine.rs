@@ -444,7 +444,7 @@ impl ServiceState {
                 self.auto_rollback.changed_by = Some(env.actor.to_string());
                 self.auto_rollback.reason = env.reason.map(str::to_string);
                 let until = until_ms
-                    .map(|u| format!(" until {u} ms"))
+                    .map(|u| format!(" for {}s", (u - env.at_ms).max(0) / 1000))
                     .unwrap_or_default();
                 let why = env.reason.map(|r| format!(": {r}")).unwrap_or_default();
                 out.push(notice(
@@ -455,8 +455,17 @@ impl ServiceState {
                         format!("automatic rollback disabled by {}{until}{why}", env.actor)
                     },
                 ));
+                if *enabled {
+                    self.act_on_standing_rollback(env, policy, &mut out);
+                }
             }
-            Input::Tick => self.tick(now, &mut out),
+            Input::Tick => {
+                let was_off = !self.auto_rollback.enabled;
+                self.tick(now, &mut out);
+                if was_off && self.auto_rollback.enabled {
+                    self.act_on_standing_rollback(env, policy, &mut out);
+                }
+            }
             Input::Verdict {
                 verdict,
                 reason,
@@ -800,6 +809,29 @@ impl ServiceState {
         });
         if let Some(r) = &mut self.rollout {
             r.rollback = Some(self.rollbacks.len() - 1);
+        }
+    }
+
+    /// Automation is back on: a rollback verdict that stood while it was
+    /// off (the rollout paused for a human who never came) is carried out
+    /// now, not left serving the condemned canary until the judge happens
+    /// to say it again.
+    fn act_on_standing_rollback(
+        &mut self,
+        env: &Envelope<'_>,
+        policy: &Policy,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(r) = &self.rollout else { return };
+        let standing = r
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.kind == PauseKind::RollbackDisabled);
+        let Some(last) = r.last_verdict.clone() else {
+            return;
+        };
+        if standing && last.verdict == Verdict::Rollback && self.auto_rollback_on(policy) {
+            self.verdict(env, Verdict::Rollback, &last.reason, None, policy, out);
         }
     }
 

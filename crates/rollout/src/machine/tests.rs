@@ -443,10 +443,57 @@ fn with_automatic_rollback_off_a_rollback_verdict_pauses() {
     assert_eq!(kinds(&w.verdict(Verdict::Rollback)), ["notify paused"]);
     assert_eq!(w.route().2, 10.0, "nothing moved");
     assert!(w.verdict(Verdict::Rollback).is_empty(), "said once");
-    // The holiday ends; the next rollback verdict acts.
-    assert_eq!(kinds(&w.after(61)), ["notify auto_rollback"]);
-    w.cmd(Command::Resume);
-    assert_eq!(kinds(&w.verdict(Verdict::Rollback))[0], "notify rollback");
+    // The holiday ends: the verdict that stood meanwhile is carried out at
+    // once, without waiting for the judge to say it again.
+    let back = kinds(&w.after(61));
+    assert_eq!(
+        back[..2],
+        ["notify auto_rollback", "notify rollback"],
+        "{back:?}"
+    );
+    assert_eq!(w.route().2, 0.0, "the canary lost its share");
+}
+
+#[test]
+fn switching_automatic_rollback_back_on_acts_on_a_standing_verdict() {
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 10m}]");
+    w.send(Input::SetAutoRollback {
+        enabled: false,
+        until_ms: None,
+    });
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    assert_eq!(kinds(&w.verdict(Verdict::Rollback)), ["notify paused"]);
+    let back = kinds(&w.send(Input::SetAutoRollback {
+        enabled: true,
+        until_ms: None,
+    }));
+    assert_eq!(
+        back[..2],
+        ["notify auto_rollback", "notify rollback"],
+        "{back:?}"
+    );
+    assert_eq!(w.route().2, 0.0);
+    // A verdict that no longer says roll back is left alone.
+    let mut w = World::with_stable("[{set_weight: 10}, {pause: 10m}]");
+    w.send(Input::SetAutoRollback {
+        enabled: false,
+        until_ms: None,
+    });
+    w.send(Input::StartRollout {
+        version: "v2".into(),
+    });
+    w.ready("v2", 2);
+    w.verdict(Verdict::Rollback);
+    w.verdict(Verdict::Continue);
+    let back = kinds(&w.send(Input::SetAutoRollback {
+        enabled: true,
+        until_ms: None,
+    }));
+    assert_eq!(back, ["notify auto_rollback"]);
+    assert_eq!(w.route().2, 10.0);
 }
 
 #[test]
