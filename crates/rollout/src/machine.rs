@@ -599,7 +599,6 @@ impl ServiceState {
             step_started_ms: now,
             paused: None,
             last_verdict: None,
-            evidence_ms: None,
             progress_ms: now,
             rollback: None,
             capacity_wait_since_ms: None,
@@ -857,9 +856,6 @@ impl ServiceState {
             reason: reason.to_string(),
             at_ms: now,
         });
-        if verdict != Verdict::Insufficient {
-            r.evidence_ms = Some(now);
-        }
         match verdict {
             Verdict::Rollback if auto && gate.is_some() => {
                 // Automation must not roll back into a schema the old code
@@ -1380,24 +1376,13 @@ impl ServiceState {
                 if promoted {
                     true
                 } else if now - r.step_started_ms >= ms(a.duration) {
-                    // Checks still warming up for the whole step judged
-                    // nothing: `continue` would promote on no evidence, so
-                    // that pauses for a human whatever `on_timeout` says.
-                    let evidence = r.evidence_ms.is_some_and(|t| t >= r.step_started_ms);
                     match a.on_timeout {
-                        OnTimeout::Continue if evidence => true,
-                        OnTimeout::Continue | OnTimeout::Pause => {
-                            let reason = if evidence {
-                                format!(
-                                    "analysis found no proof either way in {}: approve to go on, or roll back",
-                                    a.duration
-                                )
-                            } else {
-                                format!(
-                                    "analysis ended without evidence: every check still warming up (no verdict but insufficient data in {}): approve to go on, or roll back",
-                                    a.duration
-                                )
-                            };
+                        OnTimeout::Continue => true,
+                        OnTimeout::Pause => {
+                            let reason = format!(
+                                "analysis found no proof either way in {}: approve to go on, or roll back",
+                                a.duration
+                            );
                             r.paused = Some(PauseInfo {
                                 kind: PauseKind::Analysis,
                                 reason: reason.clone(),

@@ -151,11 +151,6 @@ pub struct Rollout {
     pub step_started_ms: i64,
     pub paused: Option<PauseInfo>,
     pub last_verdict: Option<VerdictInfo>,
-    /// The last verdict that was not `insufficient`: an analysis step
-    /// that saw none since it started ends without evidence, which is
-    /// not a pass.
-    #[serde(default)]
-    pub evidence_ms: Option<i64>,
     /// The last time the rollout was not stuck waiting for instances; the
     /// progress deadline counts from here.
     pub progress_ms: i64,

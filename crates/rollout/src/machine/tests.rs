@@ -339,10 +339,8 @@ fn an_analysis_without_proof_pauses_or_continues() {
         version: "v2".into(),
     });
     w.ready("v2", 2);
-    w.after(10);
-    assert!(w.verdict(Verdict::Continue).is_empty());
     assert_eq!(
-        kinds(&w.after(50)),
+        kinds(&w.after(60)),
         [
             "notify step",
             "route v1 v2@20",
@@ -351,28 +349,6 @@ fn an_analysis_without_proof_pauses_or_continues() {
             "notify promoted"
         ]
     );
-}
-
-#[test]
-fn an_analysis_that_ends_without_evidence_pauses_instead_of_continuing() {
-    let mut w =
-        World::with_stable("[{analysis: {duration: 15s, on_timeout: continue}}, {set_weight: 20}]");
-    w.send(Input::StartRollout {
-        version: "v2".into(),
-    });
-    w.ready("v2", 2);
-    // Every check still warming up: the judge only ever says insufficient.
-    w.after(5);
-    w.verdict(Verdict::Insufficient);
-    w.after(5);
-    w.verdict(Verdict::Insufficient);
-    assert_eq!(kinds(&w.after(5)), ["notify paused"]);
-    let r = w.state.rollout.as_ref().expect("still rolling out");
-    assert_eq!(r.step, 0);
-    let p = r.paused.as_ref().expect("paused");
-    assert_eq!(p.kind, PauseKind::Analysis);
-    assert!(p.reason.contains("without evidence"), "{}", p.reason);
-    assert!(w.state.route.as_ref().is_none_or(|rt| rt.canary.is_none()));
 }
 
 #[test]
